@@ -1,0 +1,52 @@
+# davpack — two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgres lint init system-deps bench bench-quick clean
+
+$(BIN)/davpack: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+init: $(BIN)/davpack
+	$(BIN)/davpack db upgrade
+
+run: init
+	$(BIN)/davpack serve
+
+system-deps:
+	bash .ci/system-deps
+
+test: init system-deps lint test-sqlite test-postgres
+
+lint: $(BIN)/davpack
+	$(BIN)/ruff check server packagers tests bench
+	$(BIN)/mypy
+
+test-sqlite: $(BIN)/davpack
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The same suite on PostgreSQL, in a fresh database made (and dropped) for this run.
+test-postgres: $(BIN)/davpack
+	@if $(BIN)/python .ci/pgdb.py ping "$(PG_ADMIN_URL)"; then \
+	  db=davpack_test_$$$$; \
+	  $(BIN)/python .ci/pgdb.py create "$(PG_ADMIN_URL)" $$db && \
+	  DAVPACK_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$$db" \
+	    $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	  $(BIN)/python .ci/pgdb.py drop "$(PG_ADMIN_URL)" $$db; exit $$rc; \
+	else echo "PostgreSQL does not answer on $(PG_ADMIN_URL): PostgreSQL leg not run"; \
+	  test -z "$$CI" || exit 1; fi
+
+bench: init
+	$(BIN)/python -m bench
+
+bench-quick: init
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP side: WSGI application, WebDAV provider, SWORD, introspection."""

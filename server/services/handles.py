@@ -1,0 +1,77 @@
+"""Handles: ``<prefix>/<suffix>`` identifiers, minted without ever colliding with restored ones.
+
+Restores bring their own handles (any prefix).  Minting keeps a counter per prefix and skips
+every suffix already taken, so a handle restored ahead of the counter is never handed out
+again.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from server import models as m
+from server.context import Context
+from server.errors import Conflict, Detail, InvalidInput, NotFound
+
+_HANDLE_RE = re.compile(r"^[0-9A-Za-z.]+/[0-9A-Za-z._\-]+$")
+
+
+def normalise(text: str) -> str:
+    """Accept ``hdl:1/2``, ``http://hdl.handle.net/1/2``, ``1/2``; return ``1/2``."""
+    value = text.strip()
+    for prefix in ("hdl:", "info:hdl/", "https://hdl.handle.net/", "http://hdl.handle.net/"):
+        if value.lower().startswith(prefix):
+            value = value[len(prefix):]
+            break
+    if not _HANDLE_RE.match(value):
+        raise InvalidInput(f"not a handle: {text!r}",
+                           [Detail("expected prefix/suffix", field="handle", found=text)])
+    return value
+
+
+def resolve(ctx: Context, handle: str) -> m.DSpaceObject | None:
+    return ctx.session.scalars(select(m.DSpaceObject)
+                               .where(m.DSpaceObject.handle == normalise(handle))).first()
+
+
+def require(ctx: Context, handle: str) -> m.DSpaceObject:
+    found = resolve(ctx, handle)
+    if found is None:
+        raise NotFound(f"no object has the handle {handle}",
+                       [Detail("unknown handle", field="handle", found=handle)])
+    return found
+
+
+def mint(ctx: Context) -> str:
+    prefix = ctx.repo.handle_prefix
+    counter = ctx.session.scalars(select(m.HandleCounter).where(m.HandleCounter.prefix == prefix)
+                                  .with_for_update()).first()
+    if counter is None:
+        counter = m.HandleCounter(prefix=prefix, next_suffix=1)
+        ctx.session.add(counter)
+        ctx.session.flush()
+    suffix = counter.next_suffix
+    while True:
+        candidate = f"{prefix}/{suffix}"
+        suffix += 1
+        if resolve(ctx, candidate) is None:
+            counter.next_suffix = suffix
+            ctx.session.flush()
+            return candidate
+
+
+def assign(ctx: Context, dso: m.DSpaceObject, handle: str | None) -> str:
+    """Give ``dso`` the handle (a restored one) or a freshly minted one if ``None``."""
+    if handle is None:
+        dso.handle = mint(ctx)
+    else:
+        value = normalise(handle)
+        owner = resolve(ctx, value)
+        if owner is not None and owner.id != dso.id:
+            raise Conflict(f"handle {value} already belongs to {owner.type.value} {owner.id}",
+                           [Detail("duplicate handle", field="handle", found=value)])
+        dso.handle = value
+    ctx.session.flush()
+    return dso.handle

@@ -1,0 +1,562 @@
+"""Communities, collections, items, bundles and bitstreams: create, move, map, withdraw, delete.
+
+Creation takes an optional ``uuid`` and ``handle`` so restores keep identities; without them
+a new UUID is generated and (for archived objects) a handle minted.  Default policies follow
+DSpace: containers are readable by Anonymous; a collection passes DEFAULT_ITEM_READ and
+DEFAULT_BITSTREAM_READ on to the items and files installed into it.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from server import models as m
+from server.context import Context
+from server.errors import Conflict, Detail, InvalidInput, NotFound
+from server.services import authz, handles, metadata
+from server.services.metadata import Value
+
+# ---------------------------------------------------------------------------------------
+# Lookup
+
+
+def get(ctx: Context, object_id: uuidlib.UUID | str) -> m.DSpaceObject | None:
+    try:
+        key = object_id if isinstance(object_id, uuidlib.UUID) else uuidlib.UUID(str(object_id))
+    except ValueError:
+        return None
+    return ctx.session.get(m.DSpaceObject, key)
+
+
+def find(ctx: Context, identifier: str) -> m.DSpaceObject:
+    """Resolve a handle (``hdl:`` forms too) or a UUID; :class:`NotFound` otherwise."""
+    obj = get(ctx, identifier)
+    if obj is None:
+        try:
+            obj = handles.resolve(ctx, identifier)
+        except InvalidInput:
+            obj = None
+    if obj is None:
+        raise NotFound(f"no object with handle or UUID {identifier!r}",
+                       [Detail("unknown identifier", field="identifier", found=identifier)])
+    return obj
+
+
+def site(ctx: Context) -> m.Site:
+    found = ctx.session.scalars(select(m.Site)).first()
+    if found is None:
+        raise NotFound("the repository is not initialised (no site object); run "
+                       "'davpack db upgrade'")
+    return found
+
+
+def name_of(obj: m.DSpaceObject) -> str:
+    """The human name of any object (title metadata for containers and items)."""
+    if isinstance(obj, (m.Bitstream, m.Bundle, m.Group)):
+        return obj.name
+    if isinstance(obj, m.EPerson):
+        return obj.email
+    return metadata.first(obj, "dc.title") or ""
+
+
+def top_communities(ctx: Context) -> list[m.Community]:
+    return list(ctx.session.scalars(select(m.Community).where(m.Community.parent_id.is_(None))
+                                    .order_by(m.Community.id)))
+
+
+def archived_items(ctx: Context, collection: m.Collection, *,
+                   include_withdrawn: bool = True, include_mapped: bool = False,
+                   since: datetime | None = None) -> Iterator[m.Item]:
+    """Items owned by (and optionally mapped into) ``collection``, in UUID order, streamed."""
+    states = [m.WorkflowState.ARCHIVED]
+    owned = select(m.Item.id).where(m.Item.owning_collection_id == collection.id,
+                                    m.Item.workflow_state.in_(states))
+    query = owned
+    if include_mapped:
+        mapped = select(m.item_mapping.c.item_id).where(
+            m.item_mapping.c.collection_id == collection.id)
+        query = owned.union(mapped)  # type: ignore[assignment]
+    ids = sorted(ctx.session.scalars(query))
+    for start in range(0, len(ids), 500):
+        batch = ctx.session.scalars(select(m.Item).where(m.Item.id.in_(ids[start:start + 500]))
+                                    .order_by(m.Item.id)).all()
+        for item in batch:
+            if not include_withdrawn and item.withdrawn:
+                continue
+            if since is not None and item.last_modified < since:
+                continue
+            yield item
+
+
+# ---------------------------------------------------------------------------------------
+# Containers
+
+
+def _new(cls: type, object_id: uuidlib.UUID | None, **kwargs: object) -> m.DSpaceObject:
+    obj: m.DSpaceObject = cls(**kwargs)
+    obj.id = object_id or uuidlib.uuid4()
+    return obj
+
+
+def _claim_uuid(ctx: Context, object_id: uuidlib.UUID | None) -> uuidlib.UUID | None:
+    if object_id is not None and ctx.session.get(m.DSpaceObject, object_id) is not None:
+        raise Conflict(f"an object with UUID {object_id} already exists",
+                       [Detail("duplicate UUID", field="uuid", found=str(object_id))])
+    return object_id
+
+
+def create_community(ctx: Context, parent: m.Community | None, name: str, *,
+                     handle: str | None = None, object_id: uuidlib.UUID | None = None,
+                     default_policies: bool = True) -> m.Community:
+    if parent is None:
+        authz.require_admin(ctx)
+    else:
+        authz.authorize(ctx, parent, m.Action.ADD)
+    community = _new(m.Community, _claim_uuid(ctx, object_id), parent=parent)
+    assert isinstance(community, m.Community)
+    ctx.session.add(community)
+    ctx.session.flush()
+    handles.assign(ctx, community, handle)
+    metadata.set_single(ctx, community, "dc.title", name)
+    if default_policies:
+        authz.add_policy(ctx, community, m.Action.READ, group=authz.anonymous_group(ctx))
+    if parent is not None:
+        parent.touch()
+    return community
+
+
+def create_collection(ctx: Context, community: m.Community, name: str, *,
+                      handle: str | None = None, object_id: uuidlib.UUID | None = None,
+                      default_policies: bool = True) -> m.Collection:
+    authz.authorize(ctx, community, m.Action.ADD)
+    collection = _new(m.Collection, _claim_uuid(ctx, object_id), community=community)
+    assert isinstance(collection, m.Collection)
+    ctx.session.add(collection)
+    ctx.session.flush()
+    handles.assign(ctx, collection, handle)
+    metadata.set_single(ctx, collection, "dc.title", name)
+    if default_policies:
+        anonymous = authz.anonymous_group(ctx)
+        for action in (m.Action.READ, m.Action.DEFAULT_ITEM_READ,
+                       m.Action.DEFAULT_BITSTREAM_READ):
+            authz.add_policy(ctx, collection, action, group=anonymous)
+    community.touch()
+    return collection
+
+
+def is_empty(ctx: Context, container: m.DSpaceObject) -> bool:
+    if isinstance(container, m.Community):
+        return not container.subcommunities and not container.collections
+    if isinstance(container, m.Collection):
+        count = ctx.session.scalar(select(func.count()).select_from(m.Item)
+                                   .where(m.Item.owning_collection_id == container.id))
+        mapped = ctx.session.scalar(select(func.count()).select_from(m.item_mapping)
+                                    .where(m.item_mapping.c.collection_id == container.id))
+        return not count and not mapped
+    return True
+
+
+def delete_container(ctx: Context, container: m.Community | m.Collection) -> None:
+    """Delete an empty community or collection (with its logo and template item)."""
+    parent = authz.parent_of(container)
+    if parent is None:
+        authz.require_admin(ctx)
+    else:
+        authz.authorize(ctx, parent, m.Action.REMOVE)
+    if isinstance(container, m.Collection) and container.template_item is not None:
+        template = container.template_item
+        container.template_item = None
+        ctx.session.flush()
+        _delete_item_rows(ctx, template)
+    if not is_empty(ctx, container):
+        raise Conflict(f"{container.type.value} {container.handle} is not empty",
+                       [Detail("container not empty", field="handle",
+                               found=container.handle)])
+    _drop_logo(ctx, container)
+    if parent is not None:
+        parent.touch()
+    ctx.session.delete(container)
+    ctx.session.flush()
+
+
+def move_collection(ctx: Context, collection: m.Collection, target: m.Community) -> None:
+    authz.authorize(ctx, collection.community, m.Action.REMOVE)
+    authz.authorize(ctx, target, m.Action.ADD)
+    collection.community.touch()
+    collection.community = target
+    target.touch()
+    collection.touch()
+    ctx.session.flush()
+
+
+def move_community(ctx: Context, community: m.Community, target: m.Community | None) -> None:
+    if community.parent is None or target is None:
+        authz.require_admin(ctx)
+    else:
+        authz.authorize(ctx, community.parent, m.Action.REMOVE)
+        authz.authorize(ctx, target, m.Action.ADD)
+    ancestor = target
+    while ancestor is not None:
+        if ancestor.id == community.id:
+            raise InvalidInput("a community cannot be moved inside itself",
+                               [Detail("cycle", field="parent", found=community.handle)])
+        ancestor = ancestor.parent
+    community.parent = target
+    community.touch()
+    ctx.session.flush()
+
+
+def set_logo(ctx: Context, container: m.Community | m.Collection,
+             content: m.StoredContent | None, *, name: str = "logo",
+             mime_type: str = "application/octet-stream",
+             object_id: uuidlib.UUID | None = None) -> m.Bitstream | None:
+    authz.authorize(ctx, container, m.Action.WRITE)
+    _drop_logo(ctx, container)
+    if content is None:
+        return None
+    logo = _new_bitstream(ctx, content, name=name, mime_type=mime_type, object_id=object_id)
+    container.logo = logo
+    container.touch()
+    ctx.session.flush()
+    return logo
+
+
+def _drop_logo(ctx: Context, container: m.Community | m.Collection) -> None:
+    old = container.logo
+    if old is not None:
+        container.logo = None
+        ctx.session.flush()
+        ctx.release(old.sha256)
+        ctx.session.delete(old)
+        ctx.session.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# Items
+
+
+def create_item(ctx: Context, collection: m.Collection | None, *,
+                submitter: m.EPerson | None = None, object_id: uuidlib.UUID | None = None,
+                template: bool = False) -> m.Item:
+    """A workspace item in ``collection`` (no handle until it is installed)."""
+    if collection is not None:
+        authz.authorize(ctx, collection, m.Action.ADD)
+    item = _new(m.Item, _claim_uuid(ctx, object_id), owning_collection=collection,
+                submitter=submitter if submitter is not None else ctx.actor,
+                in_archive=False, withdrawn=False, discoverable=True,
+                workflow_state=m.WorkflowState.WORKSPACE, is_template=template)
+    assert isinstance(item, m.Item)
+    ctx.session.add(item)
+    ctx.session.flush()
+    return item
+
+
+def create_template_item(ctx: Context, collection: m.Collection,
+                         object_id: uuidlib.UUID | None = None) -> m.Item:
+    authz.authorize(ctx, collection, m.Action.WRITE)
+    if collection.template_item is not None:
+        raise Conflict(f"collection {collection.handle} already has a template item")
+    item = _new(m.Item, _claim_uuid(ctx, object_id), owning_collection=None, in_archive=False,
+                workflow_state=m.WorkflowState.WORKSPACE, is_template=True)
+    assert isinstance(item, m.Item)
+    ctx.session.add(item)
+    ctx.session.flush()
+    collection.template_item = item
+    collection.touch()
+    ctx.session.flush()
+    return item
+
+
+def apply_template(ctx: Context, item: m.Item) -> None:
+    """Copy the owning collection's template metadata into a new submission."""
+    collection = item.owning_collection
+    if collection is None or collection.template_item is None:
+        return
+    metadata.add_values(ctx, item, metadata.ordered_values(collection.template_item))
+
+
+def submit(ctx: Context, item: m.Item, *, skip_workflow: bool = False,
+           handle: str | None = None) -> None:
+    """Finish a submission: into workflow when the collection has one, else archive it."""
+    collection = item.owning_collection
+    if collection is not None and collection.workflow_enabled and not skip_workflow:
+        item.workflow_state = m.WorkflowState.WORKFLOW
+        item.touch()
+        ctx.session.flush()
+        return
+    install(ctx, item, handle=handle)
+
+
+def install(ctx: Context, item: m.Item, *, handle: str | None = None,
+            restore: bool = False, provenance: bool = True) -> None:
+    """Archive an item: handle, in_archive, policies; DSpace's system metadata on submit.
+
+    ``restore=True`` keeps the item's metadata and policies exactly as the package gave
+    them (the AIP carries them).
+    """
+    collection = item.owning_collection
+    if item.handle is None or handle is not None:
+        handles.assign(ctx, item, handle)
+    item.in_archive = True
+    item.workflow_state = m.WorkflowState.ARCHIVED
+    if not restore:
+        now = m.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        metadata.add(ctx, item, "dc.date.accessioned", now)
+        metadata.add(ctx, item, "dc.date.available", now)
+        if not metadata.values(item, "dc.date.issued"):
+            metadata.add(ctx, item, "dc.date.issued", now[:10])
+        metadata.add(ctx, item, "dc.identifier.uri", handle_url(ctx, item.handle))
+        if provenance:
+            who = ctx.actor.email if ctx.actor else "the system"
+            metadata.add(ctx, item, "dc.description.provenance",
+                         f"Made available in DSpace on {now} (GMT). Submitted by {who}.",
+                         language="en")
+        if collection is not None and not item.policies:
+            authz.inherit_policies(ctx, collection, item,
+                                   [(m.Action.DEFAULT_ITEM_READ, m.Action.READ)])
+            for bundle in item.bundles:
+                if not bundle.policies:
+                    authz.inherit_policies(ctx, collection, bundle,
+                                           [(m.Action.DEFAULT_BITSTREAM_READ, m.Action.READ)])
+                for bitstream in bundle.bitstreams:
+                    if not bitstream.policies:
+                        authz.inherit_policies(
+                            ctx, collection, bitstream,
+                            [(m.Action.DEFAULT_BITSTREAM_READ, m.Action.READ)])
+    item.touch()
+    ctx.session.flush()
+
+
+def handle_url(ctx: Context, handle: str | None) -> str:
+    base = str(ctx.config.get("site.base_url")).rstrip("/")
+    return f"{base}/handle/{handle}"
+
+
+def withdraw(ctx: Context, item: m.Item) -> None:
+    authz.authorize(ctx, item, m.Action.WRITE)
+    item.withdrawn = True
+    item.in_archive = False
+    who = ctx.actor.email if ctx.actor else "the system"
+    metadata.add(ctx, item, "dc.description.provenance",
+                 f"Item withdrawn by {who} on {m.utcnow():%Y-%m-%dT%H:%M:%SZ}", language="en")
+    item.touch()
+    ctx.session.flush()
+
+
+def reinstate(ctx: Context, item: m.Item) -> None:
+    authz.authorize(ctx, item, m.Action.WRITE)
+    item.withdrawn = False
+    item.in_archive = True
+    who = ctx.actor.email if ctx.actor else "the system"
+    metadata.add(ctx, item, "dc.description.provenance",
+                 f"Item reinstated by {who} on {m.utcnow():%Y-%m-%dT%H:%M:%SZ}", language="en")
+    item.touch()
+    ctx.session.flush()
+
+
+def move_item(ctx: Context, item: m.Item, target: m.Collection) -> None:
+    source = item.owning_collection
+    if source is not None:
+        authz.authorize(ctx, source, m.Action.REMOVE)
+    authz.authorize(ctx, target, m.Action.ADD)
+    if target in item.mapped_collections:
+        item.mapped_collections.remove(target)
+    item.owning_collection = target
+    item.touch()
+    ctx.session.flush()
+
+
+def map_item(ctx: Context, item: m.Item, collection: m.Collection) -> None:
+    authz.authorize(ctx, collection, m.Action.ADD)
+    if collection.id == item.owning_collection_id or collection in item.mapped_collections:
+        return
+    item.mapped_collections.append(collection)
+    item.touch()
+    ctx.session.flush()
+
+
+def unmap_item(ctx: Context, item: m.Item, collection: m.Collection) -> None:
+    authz.authorize(ctx, collection, m.Action.REMOVE)
+    if collection in item.mapped_collections:
+        item.mapped_collections.remove(collection)
+        item.touch()
+        ctx.session.flush()
+
+
+def delete_item(ctx: Context, item: m.Item) -> None:
+    """Delete an item for good (administrators, or REMOVE on its collection)."""
+    if item.owning_collection is not None:
+        authz.authorize(ctx, item.owning_collection, m.Action.REMOVE)
+    else:
+        authz.require_admin(ctx)
+    _delete_item_rows(ctx, item)
+
+
+def _delete_item_rows(ctx: Context, item: m.Item) -> None:
+    for bundle in list(item.bundles):
+        for bitstream in bundle.bitstreams:
+            ctx.release(bitstream.sha256)
+    for rel in ctx.session.scalars(select(m.Relationship).where(
+            (m.Relationship.left_item_id == item.id)
+            | (m.Relationship.right_item_id == item.id))):
+        ctx.session.delete(rel)
+    item.mapped_collections.clear()
+    ctx.session.flush()
+    for bundle in list(item.bundles):
+        bundle.primary_bitstream = None
+    ctx.session.flush()
+    ctx.session.delete(item)
+    ctx.session.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# Bundles and bitstreams
+
+
+def create_bundle(ctx: Context, item: m.Item, name: str, *,
+                  object_id: uuidlib.UUID | None = None) -> m.Bundle:
+    authz.authorize(ctx, item, m.Action.ADD)
+    if not name:
+        raise InvalidInput("a bundle needs a name", [Detail("empty bundle name", field="name")])
+    position = max((b.position for b in item.bundles), default=-1) + 1
+    bundle = _new(m.Bundle, _claim_uuid(ctx, object_id), name=name, position=position)
+    assert isinstance(bundle, m.Bundle)
+    item.bundles.append(bundle)
+    item.touch()
+    ctx.session.flush()
+    return bundle
+
+
+def get_bundle(item: m.Item, name: str) -> m.Bundle | None:
+    for bundle in item.bundles:
+        if bundle.name == name:
+            return bundle
+    return None
+
+
+def bundle_named(ctx: Context, item: m.Item, name: str) -> m.Bundle:
+    return get_bundle(item, name) or create_bundle(ctx, item, name)
+
+
+def _new_bitstream(ctx: Context, content: m.StoredContent, *, name: str, mime_type: str,
+                   object_id: uuidlib.UUID | None = None, **fields: object) -> m.Bitstream:
+    bitstream = _new(m.Bitstream, _claim_uuid(ctx, object_id), name=name, mime_type=mime_type,
+                     size=content.size, md5=content.md5, sha256=content.sha256,
+                     crc32=content.crc32, content=content, **fields)
+    assert isinstance(bitstream, m.Bitstream)
+    ctx.session.add(bitstream)
+    ctx.session.flush()
+    return bitstream
+
+
+def next_sequence_id(ctx: Context, item: m.Item) -> int:
+    used = [b.sequence_id or 0 for bundle in item.bundles for b in bundle.bitstreams]
+    return max(used, default=0) + 1
+
+
+def add_bitstream(ctx: Context, bundle: m.Bundle, content: m.StoredContent, *, name: str,
+                  mime_type: str = "application/octet-stream", source: str | None = None,
+                  description: str | None = None, sequence_id: int | None = None,
+                  format_name: str | None = None, format_support: str = "UNKNOWN",
+                  format_internal: bool = False, user_format: str | None = None,
+                  object_id: uuidlib.UUID | None = None, primary: bool = False) -> m.Bitstream:
+    item = bundle.item
+    authz.authorize(ctx, item, m.Action.ADD)
+    if sequence_id is None:
+        sequence_id = next_sequence_id(ctx, item)
+    elif any(b.sequence_id == sequence_id for bn in item.bundles for b in bn.bitstreams):
+        raise Conflict(f"sequence id {sequence_id} is already used in item {item.handle}",
+                       [Detail("duplicate sequence id", file=name, field="SEQ",
+                               found=str(sequence_id))])
+    position = max((b.position for b in bundle.bitstreams), default=-1) + 1
+    bitstream = _new_bitstream(ctx, content, name=name, mime_type=mime_type,
+                               object_id=object_id, source=source, description=description,
+                               sequence_id=sequence_id, format_name=format_name,
+                               format_support=format_support, format_internal=format_internal,
+                               user_format=user_format, position=position)
+    bundle.bitstreams.append(bitstream)
+    if primary:
+        bundle.primary_bitstream = bitstream
+    bundle.touch()
+    item.touch()
+    ctx.session.flush()
+    return bitstream
+
+
+def remove_bitstream(ctx: Context, bitstream: m.Bitstream) -> None:
+    bundle = bitstream.bundle
+    if bundle is None:
+        raise InvalidInput("only bitstreams in bundles can be removed this way")
+    authz.authorize(ctx, bundle.item, m.Action.REMOVE)
+    if bundle.primary_bitstream_id == bitstream.id:
+        bundle.primary_bitstream = None
+        ctx.session.flush()
+    ctx.release(bitstream.sha256)
+    bundle.bitstreams.remove(bitstream)
+    bundle.touch()
+    bundle.item.touch()
+    ctx.session.flush()
+
+
+def remove_bundle(ctx: Context, bundle: m.Bundle) -> None:
+    item = bundle.item
+    authz.authorize(ctx, item, m.Action.REMOVE)
+    bundle.primary_bitstream = None
+    ctx.session.flush()
+    for bitstream in bundle.bitstreams:
+        ctx.release(bitstream.sha256)
+    item.bundles.remove(bundle)
+    item.touch()
+    ctx.session.flush()
+
+
+def item_bitstreams(item: m.Item) -> Iterator[m.Bitstream]:
+    for bundle in item.bundles:
+        yield from bundle.bitstreams
+
+
+# ---------------------------------------------------------------------------------------
+# Relationships
+
+
+def add_relationship(ctx: Context, left: m.Item, right: m.Item, left_type: str,
+                     right_type: str, *, left_place: int | None = None,
+                     right_place: int | None = None, left_label: str | None = None,
+                     right_label: str | None = None) -> m.Relationship:
+    authz.authorize(ctx, left, m.Action.WRITE)
+    authz.authorize(ctx, right, m.Action.WRITE)
+    if left_place is None:
+        left_place = ctx.session.scalar(
+            select(func.count()).select_from(m.Relationship)
+            .where(m.Relationship.left_item_id == left.id,
+                   m.Relationship.left_type == left_type)) or 0
+    if right_place is None:
+        right_place = ctx.session.scalar(
+            select(func.count()).select_from(m.Relationship)
+            .where(m.Relationship.right_item_id == right.id,
+                   m.Relationship.right_type == right_type)) or 0
+    rel = m.Relationship(left_item=left, right_item=right, left_type=left_type,
+                         right_type=right_type, left_place=left_place, right_place=right_place,
+                         left_label=left_label, right_label=right_label)
+    ctx.session.add(rel)
+    left.touch()
+    right.touch()
+    ctx.session.flush()
+    return rel
+
+
+def relationships_of(ctx: Context, item: m.Item) -> list[m.Relationship]:
+    return list(ctx.session.scalars(select(m.Relationship).where(
+        (m.Relationship.left_item_id == item.id) | (m.Relationship.right_item_id == item.id))
+        .order_by(m.Relationship.left_type, m.Relationship.left_place, m.Relationship.id)))
+
+
+def set_metadata(ctx: Context, obj: m.DSpaceObject, values: list[Value], *,
+                 create: bool = False) -> None:
+    """Replace all metadata of ``obj`` (WRITE required)."""
+    authz.authorize(ctx, obj, m.Action.WRITE)
+    metadata.replace_all(ctx, obj, values, create=create)
