@@ -127,7 +127,7 @@ class PackageSource:
         return self.path.is_dir()
 
     def open(self) -> BinaryIO:
-        return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(self.path, "rb")
 
     def head(self, size: int = 8) -> bytes:
         """The first bytes of a file package (for sniffing); empty for a directory."""
@@ -250,7 +250,7 @@ class Package(ABC):
             written += len(chunk)
         return written
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release temporary files; called by the consumer when the response ends."""
 
     def __enter__(self) -> Package:
@@ -271,12 +271,13 @@ class FilePackage(Package):
         self.file_name = file_name
         self.last_modified = last_modified
         self.etag = etag
-        self.size = path.stat().st_size
+        self.size: int = path.stat().st_size
         self._remove = remove_on_close
         self._block = block_size
 
     def iter_bytes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        stop = self.size if end is None else min(end, self.size)
+        total: int = self.path.stat().st_size if self.size is None else self.size
+        stop = total if end is None else min(end, total)
         with open(self.path, "rb") as fh:
             fh.seek(start)
             remaining = stop - start
