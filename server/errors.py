@@ -36,8 +36,10 @@ class Detail:
         text = self.message
         if where:
             text = f"{where}: {text}"
-        if self.expected is not None or self.found is not None:
-            text += f" (expected {self.expected!r}, found {self.found!r})"
+        facts = [f"{label} {value}" for label, value in
+                 (("expected", self.expected), ("found", self.found)) if value is not None]
+        if facts:
+            text += f" ({', '.join(facts)})"
         return text
 
 
