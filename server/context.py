@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from server import models as m
 from server.config import Config
 from server.db import make_engine
-from server.errors import ContentMissing, Detail
+from server.errors import Conflict, ContentMissing, Detail
 from server.store import ContentStore, FilesystemStore, StagedContent, verify_expected
 
 log = logging.getLogger(__name__)
+
+_CLAIM_ATTEMPTS = 10
 
 
 class Repository:
@@ -208,17 +210,21 @@ class Context:
         """
         query = (select(m.StoredContent).where(m.StoredContent.sha256 == sha256)
                  .with_for_update(read=True))
-        row = self.session.scalars(query).first()
-        if row is not None:
-            return row, False
-        try:
-            with self.session.begin_nested():
-                row = m.StoredContent(sha256=sha256, size=size, md5=md5, crc32=crc32)
-                self.session.add(row)
-            return row, True
-        except IntegrityError:
-            row = self.session.scalars(query).one()
-            return row, False
+        # A lost insert race is retried from the select: the unit that won may have
+        # committed, released the content and had it collected before we look again.
+        for _attempt in range(_CLAIM_ATTEMPTS):
+            row = self.session.scalars(query).first()
+            if row is not None:
+                return row, False
+            try:
+                with self.session.begin_nested():
+                    row = m.StoredContent(sha256=sha256, size=size, md5=md5, crc32=crc32)
+                    self.session.add(row)
+                return row, True
+            except IntegrityError:
+                continue
+        raise Conflict(f"content {sha256} is being stored and removed concurrently; try again",
+                       [Detail("content claim contended", field="sha256", found=sha256)])
 
     def release(self, sha256: str) -> None:
         """Note content that may be unreferenced once this unit commits."""

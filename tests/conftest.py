@@ -9,15 +9,17 @@ and re-migrated, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from server.config import Config, load_config
 from server.context import Repository
-from server.models import Base
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 DATA = Path(__file__).parent / "data"
@@ -44,9 +46,11 @@ def make_config(tmp_path: Path, **overrides: object) -> Config:
 
 
 def _reset_postgres(repo: Repository) -> None:
+    """Drop every table there is (whatever schema an earlier run left), in one statement."""
     with repo.engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        names = inspect(conn).get_table_names()
+        if names:
+            conn.execute(text("DROP TABLE " + ", ".join(f'"{n}"' for n in names) + " CASCADE"))
 
 
 @pytest.fixture
@@ -74,3 +78,31 @@ def admin(repo: Repository):  # type: ignore[no-untyped-def]
                                       first_name="Ada", last_name="Admin")
         people.add_member(ctx, authz.admin_group(ctx), person)
     return person
+
+
+@dataclass
+class LiveServer:
+    """A real cheroot server on a free port, serving ``repo`` from a background thread."""
+
+    url: str
+    repo: Repository
+    server: Any
+
+
+@pytest.fixture
+def live_server(repo: Repository) -> Iterator[LiveServer]:
+    """The WSGI application behind a real HTTP server; ``.url`` ends without a slash."""
+    from server.cli.serve import make_server
+
+    server = make_server(repo, "127.0.0.1", 0, 4)
+    server.expiration_interval = 0.05  # how often serve() looks up: keeps stop() quick
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="live-server", daemon=True)
+    thread.start()
+    host, port = server.bind_addr[:2]
+    try:
+        yield LiveServer(url=f"http://{host}:{port}", repo=repo, server=server)
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the live server did not stop"
