@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import BinaryIO
 
 from sqlalchemy import Engine, delete, event, exists, inspect, select
@@ -32,6 +33,7 @@ from server.store import ContentStore, FilesystemStore, StagedContent, verify_ex
 log = logging.getLogger(__name__)
 
 _CLAIM_ATTEMPTS = 10
+_PINS = "davpack_pinned_last_modified"
 
 
 class Repository:
@@ -153,6 +155,15 @@ class Context:
     def config(self) -> Config:
         return self.repo.config
 
+    def pin_last_modified(self, obj: m.DSpaceObject, when: datetime) -> None:
+        """Keep ``obj.last_modified`` at ``when`` until this unit commits, whatever changes
+        follow: a restore gives objects the time their package carries, so that re-exports
+        are byte-identical, without having to order its changes around it."""
+        pins: dict[object, tuple[m.DSpaceObject, datetime]] = self.session.info.setdefault(
+            _PINS, {})
+        pins[id(obj)] = (obj, when)
+        obj.last_modified = when
+
     def warn(self, message: str) -> None:
         log.warning(message)
         self.warnings.append(message)
@@ -254,8 +265,8 @@ class Context:
 def _touch_changed(session: Session, _flush_context: object, _instances: object) -> None:
     """Keep ``last_modified`` current on every change, propagating files to their item.
 
-    An object whose ``last_modified`` was set explicitly in this flush keeps that value:
-    restores set the time the package carries, so re-exports stay byte-identical.
+    An object whose ``last_modified`` was set explicitly in this flush keeps that value, and
+    one pinned with :meth:`Context.pin_last_modified` keeps the pinned time until commit.
     """
     owners: dict[int, m.DSpaceObject] = {}
 
@@ -284,3 +295,6 @@ def _touch_changed(session: Session, _flush_context: object, _instances: object)
         if state.attrs.last_modified.history.has_changes():
             continue
         obj.last_modified = now
+    for obj, when in session.info.get(_PINS, {}).values():
+        if obj not in session.deleted and obj.last_modified != when:
+            obj.last_modified = when

@@ -422,3 +422,26 @@ def test_an_explicit_last_modified_survives_commit(repo: Repository) -> None:
         assert item.last_modified == LONG_AGO
         assert item.discoverable is False
         assert get(ctx, m.Bundle, bundle_id).last_modified == bundle_time
+
+
+def test_pinned_last_modified_survives_later_changes(repo, admin):
+    """A restore pins the package's time; later service calls must not move it."""
+    from datetime import datetime
+
+    from server import models as m
+    from server.services import metadata, objects
+
+    when = datetime(2011, 3, 4, 5, 6, 7)
+    with repo.context(system=True) as ctx:
+        community = objects.create_community(ctx, None, "Pins")
+        collection = objects.create_collection(ctx, community, "Pinned")
+        item = objects.create_item(ctx, collection)
+        ctx.pin_last_modified(item, when)
+        metadata.add(ctx, item, "dc.title", "changed after the pin")
+        bundle = objects.create_bundle(ctx, item, "ORIGINAL")
+        ctx.session.flush()
+        item_id = item.id
+        bundle_id = bundle.id
+    with repo.context(write=False) as ctx:
+        assert ctx.session.get(m.Item, item_id).last_modified == when
+        assert ctx.session.get(m.Bundle, bundle_id).last_modified != when
