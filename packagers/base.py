@@ -66,6 +66,7 @@ from server.models import ObjectType
 
 if TYPE_CHECKING:
     from server.context import Context, Repository
+    from server.models import Item
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,6 +153,11 @@ class IngestRequest:
     recursive: bool = False  # -a: follow child packages
     skip_workflow: bool = False  # -w
     license: str | None = None  # deposit licence text to attach on submit
+    # When set, a submitted item is handed to this callable in the ingest's unit of work,
+    # once complete, *instead of* being finished (workflow or archive): the caller (SWORD)
+    # records what it keeps about the deposit and decides whether the item stays in the
+    # workspace.  Single-item packagers honour it through ``itemkit.finish_item``.
+    finish: Callable[[Context, Item], None] | None = None
 
     @property
     def is_restore(self) -> bool:
@@ -163,6 +169,7 @@ class Outcome(enum.StrEnum):
     REPLACED = "replaced"
     SKIPPED = "skipped"  # existed (keep-existing), or parent missing (skipIfParentMissing)
     FAILED = "failed"
+    EXPORTED = "exported"  # a disseminator wrote the object's package (hierarchy exports)
 
 
 @dataclass
@@ -204,7 +211,10 @@ class Operation:
     """The repository and the person an operation works for; opens units of work.
 
     ``on_object`` is called once per object as soon as its unit of work committed (the CLI
-    draws progress and writes ``--log-json`` lines from it).
+    draws progress and writes ``--log-json`` lines from it); hierarchy exports call it as
+    each package is written.  ``on_progress`` is called as each object is *processed*,
+    before the unit of work commits (an all-or-nothing restore commits once, at the end):
+    it is for progress display only and must not be taken as a receipt.
     """
 
     repo: Repository
@@ -212,6 +222,7 @@ class Operation:
     system: bool = False
     on_object: Callable[[IngestedObject], None] | None = None
     now: datetime | None = None  # "as of" time for time-dependent output; None: the clock
+    on_progress: Callable[[IngestedObject], None] | None = None
 
     def context(self, *, write: bool = True) -> AbstractContextManager[Context]:
         return self.repo.context(self.actor, system=self.system, write=write)
@@ -219,6 +230,10 @@ class Operation:
     def report(self, obj: IngestedObject) -> None:
         if self.on_object is not None:
             self.on_object(obj)
+
+    def progress(self, obj: IngestedObject) -> None:
+        if self.on_progress is not None:
+            self.on_progress(obj)
 
 
 # ---------------------------------------------------------------------------------------
@@ -313,6 +328,19 @@ class Packager:
     extension: ClassVar[str] = "zip"
     sword_packaging: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[Option, ...]] = ()
+    roundtrip_exact: ClassVar[bool | None] = None
+    """Whether an item survives disseminate -> ingest -> disseminate byte for byte.
+
+    Declared by packagers that both disseminate items and ingest them into collections,
+    and checked by ``tests/test_packager_conformance.py``: the item is disseminated,
+    the package submitted into another collection, the new item disseminated, and the two
+    packages must be identical when this is True.  False declares that they cannot be
+    (the format names the object, carries dates the repository sets on submit...), and
+    then :attr:`roundtrip_note` must say what differs and why.  None (the default) means
+    undeclared: the conformance test then demands identical bytes."""
+    roundtrip_note: ClassVar[str] = ""
+    """Why a round trip cannot give the same package (required when ``roundtrip_exact``
+    is False): what differs, and what is still guaranteed to come back."""
 
     @classmethod
     def option_names(cls, direction: str) -> set[str]:

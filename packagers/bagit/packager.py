@@ -60,6 +60,13 @@ class BagItPackager(Ingester, Disseminator):
                   "application/x-xz")
     extension = "zip"
     sword_packaging = (SWORD_BAGIT,)
+    roundtrip_exact = False
+    roundtrip_note = (
+        "A bag names its item and its time: the top-level folder and External-Identifier "
+        "carry the handle, Bagging-Date and every zip entry's time the item's last change, "
+        "dublin_core.xml the handle URI, accession dates and provenance that submitting "
+        "re-creates; the tag manifests follow.  The payload, its manifests and the other "
+        "metadata come back identical.")
     ingest_parent_types = frozenset({m.ObjectType.COLLECTION})
     disseminate_types = frozenset({m.ObjectType.ITEM})
     options: ClassVar[tuple[Option, ...]] = (

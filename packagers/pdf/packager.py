@@ -79,7 +79,14 @@ class PDFPackager(Ingester, Disseminator):
 
     @classmethod
     def sniff(cls, source: PackageSource) -> bool:
-        return not source.is_directory and find_header(source.head(HEADER_WINDOW)) >= 0
+        """``%PDF-`` in the first 1024 bytes -- unless those bytes start a zip or a tar,
+        whose first (stored) member may well be a PDF: that is a package, not a PDF."""
+        if source.is_directory:
+            return False
+        head = source.head(HEADER_WINDOW)
+        if head.startswith(b"PK\x03\x04") or head[257:262] == b"ustar":
+            return False
+        return find_header(head) >= 0
 
     # -- ingest --------------------------------------------------------------------------
 
