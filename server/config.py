@@ -89,6 +89,16 @@ def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else _str(value)
 
 
+def _url_path(value: Any) -> str:
+    """A mount path such as ``/sword``: absolute, no trailing slash, plain segments."""
+    text = _str(value).strip()
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or any(
+            part in (".", "..") for part in text.split("/")):
+        raise ValueError("a path such as /sword: starts with /, no trailing /, segments of "
+                         "letters, digits, '.', '_', '~' and '-'")
+    return text
+
+
 @dataclass(frozen=True)
 class Key:
     convert: Callable[[Any], Any]
@@ -131,12 +141,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_package": Key(_str, "AIP", "Packager used by GET without ?package=."),
         "log_format": Key(_choice("text", "json"), "text", "Request log format.",
                           "DAVPACK_LOG_FORMAT"),
+        "deposit_ttl": Key(_int(0, 86400), 900,
+                           "Seconds a file uploaded into a folder stays readable under its "
+                           "upload name (0: not kept)."),
         "ssl_certificate": Key(_opt_str, None, "PEM certificate for TLS (cheroot builtin)."),
         "ssl_private_key": Key(_opt_str, None, "PEM private key for TLS."),
     },
     "packagers": {
         "schemas_dir": Key(_opt_str, None, "Local XML schema directory used by validation.",
                            "DAVPACK_SCHEMAS_DIR"),
+    },
+    "sword": {
+        "root": Key(_url_path, "/sword",
+                    "Path of the SWORD v2 service document; every SWORD IRI lies below it. "
+                    "Uploads are limited by store.max_upload_size.", "DAVPACK_SWORD_ROOT"),
+        "mediation": Key(_bool, False,
+                         "Accept On-Behalf-Of (mediated deposit); the mediating account needs "
+                         "ADMIN rights on the collection.", "DAVPACK_SWORD_MEDIATION"),
+        "keep_original": Key(_bool, True,
+                             "Keep every deposited file or package as received in the item's "
+                             "SWORD bundle (stored once: the store deduplicates)."),
     },
 }
 

@@ -43,7 +43,8 @@ def test_version(live_server: LiveServer) -> None:
     body = requests.get(f"{live_server.url}/-/version", timeout=10).json()
     assert body == {"davpack": __version__, "site_handle": "123456789/0",
                     "base_url": "http://127.0.0.1:8080",
-                    "database": live_server.repo.engine.dialect.name}
+                    "database": live_server.repo.engine.dialect.name,
+                    "sword_service_document": "http://127.0.0.1:8080/sword"}
 
 
 def test_head_has_no_body(live_server: LiveServer) -> None:
@@ -67,3 +68,15 @@ def test_the_fixture_serves_concurrent_requests(live_server: LiveServer) -> None
             lambda _: requests.get(f"{live_server.url}/-/ready", timeout=10).status_code,
             range(24)))
     assert codes == [200] * 24
+
+
+def test_the_server_mounts_sword(live_server: LiveServer, admin: object) -> None:
+    """The service document answers in the main application, behind Basic auth."""
+    anonymous = requests.get(f"{live_server.url}/sword", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    document = requests.get(f"{live_server.url}/sword", auth=("admin@example.org", "secret"),
+                            timeout=10)
+    assert document.status_code == 200, document.text
+    assert b"version>2.0</" in document.content
+    assert document.headers["Content-Type"].startswith("application/atomsvc+xml")

@@ -3,7 +3,9 @@
 A person may do ``action`` on an object when they are an administrator, when a policy on the
 object grants that action (or ADMIN) to them or to a group they belong to (directly or via
 nested groups; everyone is in Anonymous), or when they hold ADMIN on an ancestor container.
-Policies outside their start/end dates do not apply.
+Policies outside their start/end dates do not apply.  The submitter of an item still in the
+workspace may READ, WRITE, ADD and REMOVE it, its bundles and its files (DSpace's rule for
+one's own submission), until it enters the workflow or the archive.
 """
 
 from __future__ import annotations
@@ -94,10 +96,37 @@ def _policy_applies(policy: m.ResourcePolicy, person: m.EPerson | None,
     return policy.group_id is not None and policy.group_id in groups
 
 
+_SUBMITTER_ACTIONS = frozenset({m.Action.READ, m.Action.WRITE, m.Action.ADD, m.Action.REMOVE})
+
+
+def _item_of(obj: m.DSpaceObject) -> m.Item | None:
+    if isinstance(obj, m.Item):
+        return obj
+    if isinstance(obj, m.Bundle):
+        return obj.item
+    if isinstance(obj, m.Bitstream) and obj.bundle is not None:
+        return obj.bundle.item
+    return None
+
+
+def _own_submission(obj: m.DSpaceObject, person: m.EPerson | None) -> bool:
+    """True for an item still in its submitter's workspace (and its bundles and files),
+    asked about by that submitter: as in DSpace, a submitter may read and change their
+    own submission until it is completed."""
+    if person is None:
+        return False
+    item = _item_of(obj)
+    return (item is not None and not item.is_template
+            and item.workflow_state == m.WorkflowState.WORKSPACE
+            and item.submitter_id is not None and item.submitter_id == person.id)
+
+
 def allowed(ctx: Context, obj: m.DSpaceObject, action: m.Action) -> bool:
     if ctx.system or is_admin(ctx):
         return True
     person = ctx.actor
+    if action in _SUBMITTER_ACTIONS and _own_submission(obj, person):
+        return True
     groups = group_ids_of(ctx, person)
     wanted = {action, m.Action.ADMIN}
     for policy in obj.policies:

@@ -9,10 +9,11 @@ DEFAULT_BITSTREAM_READ on to the items and files installed into it.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, delete, func, insert, inspect, select, update
 
 from server import models as m
 from server.context import Context
@@ -213,12 +214,15 @@ def move_community(ctx: Context, community: m.Community, target: m.Community | N
 def set_logo(ctx: Context, container: m.Community | m.Collection,
              content: m.StoredContent | None, *, name: str = "logo",
              mime_type: str = "application/octet-stream",
-             object_id: uuidlib.UUID | None = None) -> m.Bitstream | None:
+             object_id: uuidlib.UUID | None = None, **fields: object) -> m.Bitstream | None:
+    """Replace the container's logo; ``fields`` are further bitstream columns (format facts,
+    source, description) a restore carries."""
     authz.authorize(ctx, container, m.Action.WRITE)
     _drop_logo(ctx, container)
     if content is None:
         return None
-    logo = _new_bitstream(ctx, content, name=name, mime_type=mime_type, object_id=object_id)
+    logo = _new_bitstream(ctx, content, name=name, mime_type=mime_type, object_id=object_id,
+                          **fields)
     container.logo = logo
     container.touch()
     ctx.session.flush()
@@ -269,6 +273,26 @@ def create_template_item(ctx: Context, collection: m.Collection,
     collection.touch()
     ctx.session.flush()
     return item
+
+
+def delete_template_item(ctx: Context, collection: m.Collection) -> None:
+    """Remove the collection's template item (a force-replace restores it from the package)."""
+    authz.authorize(ctx, collection, m.Action.WRITE)
+    template = collection.template_item
+    if template is None:
+        return
+    collection.template_item = None
+    collection.touch()
+    ctx.session.flush()
+    _delete_item_rows(ctx, template)
+
+
+def set_workflow_enabled(ctx: Context, collection: m.Collection, enabled: bool) -> None:
+    authz.authorize(ctx, collection, m.Action.WRITE)
+    if collection.workflow_enabled != enabled:
+        collection.workflow_enabled = enabled
+        collection.touch()
+        ctx.session.flush()
 
 
 def apply_template(ctx: Context, item: m.Item) -> None:
@@ -347,6 +371,21 @@ def withdraw(ctx: Context, item: m.Item) -> None:
     ctx.session.flush()
 
 
+def set_item_state(ctx: Context, item: m.Item, *, in_archive: bool, withdrawn: bool,
+                   discoverable: bool) -> None:
+    """Set an archived item's flags exactly as a restored package records them.
+
+    Unlike :func:`withdraw`/:func:`reinstate` this writes no provenance note: a restore
+    reproduces the metadata the package carries and adds nothing.
+    """
+    authz.authorize(ctx, item, m.Action.WRITE)
+    item.in_archive = in_archive
+    item.withdrawn = withdrawn
+    item.discoverable = discoverable
+    item.touch()
+    ctx.session.flush()
+
+
 def reinstate(ctx: Context, item: m.Item) -> None:
     authz.authorize(ctx, item, m.Action.WRITE)
     item.withdrawn = False
@@ -388,9 +427,12 @@ def unmap_item(ctx: Context, item: m.Item, collection: m.Collection) -> None:
 
 
 def delete_item(ctx: Context, item: m.Item) -> None:
-    """Delete an item for good (administrators, or REMOVE on its collection)."""
+    """Delete an item for good (administrators, or REMOVE on its collection; a submitter
+    may discard their own submission while it is in the workspace)."""
     if item.owning_collection is not None:
-        authz.authorize(ctx, item.owning_collection, m.Action.REMOVE)
+        if not (item.workflow_state == m.WorkflowState.WORKSPACE
+                and authz.allowed(ctx, item, m.Action.REMOVE)):
+            authz.authorize(ctx, item.owning_collection, m.Action.REMOVE)
     else:
         authz.require_admin(ctx)
     _delete_item_rows(ctx, item)
@@ -418,11 +460,14 @@ def _delete_item_rows(ctx: Context, item: m.Item) -> None:
 
 
 def create_bundle(ctx: Context, item: m.Item, name: str, *,
-                  object_id: uuidlib.UUID | None = None) -> m.Bundle:
+                  object_id: uuidlib.UUID | None = None,
+                  position: int | None = None) -> m.Bundle:
+    """A new bundle, after the existing ones unless ``position`` (a restore's) is given."""
     authz.authorize(ctx, item, m.Action.ADD)
     if not name:
         raise InvalidInput("a bundle needs a name", [Detail("empty bundle name", field="name")])
-    position = max((b.position for b in item.bundles), default=-1) + 1
+    if position is None:
+        position = max((b.position for b in item.bundles), default=-1) + 1
     bundle = _new(m.Bundle, _claim_uuid(ctx, object_id), name=name, position=position)
     assert isinstance(bundle, m.Bundle)
     item.bundles.append(bundle)
@@ -463,7 +508,8 @@ def add_bitstream(ctx: Context, bundle: m.Bundle, content: m.StoredContent, *, n
                   description: str | None = None, sequence_id: int | None = None,
                   format_name: str | None = None, format_support: str = "UNKNOWN",
                   format_internal: bool = False, user_format: str | None = None,
-                  object_id: uuidlib.UUID | None = None, primary: bool = False) -> m.Bitstream:
+                  object_id: uuidlib.UUID | None = None, primary: bool = False,
+                  position: int | None = None) -> m.Bitstream:
     item = bundle.item
     authz.authorize(ctx, item, m.Action.ADD)
     if sequence_id is None:
@@ -472,7 +518,8 @@ def add_bitstream(ctx: Context, bundle: m.Bundle, content: m.StoredContent, *, n
         raise Conflict(f"sequence id {sequence_id} is already used in item {item.handle}",
                        [Detail("duplicate sequence id", file=name, field="SEQ",
                                found=str(sequence_id))])
-    position = max((b.position for b in bundle.bitstreams), default=-1) + 1
+    if position is None:
+        position = max((b.position for b in bundle.bitstreams), default=-1) + 1
     bitstream = _new_bitstream(ctx, content, name=name, mime_type=mime_type,
                                object_id=object_id, source=source, description=description,
                                sequence_id=sequence_id, format_name=format_name,
@@ -560,3 +607,81 @@ def set_metadata(ctx: Context, obj: m.DSpaceObject, values: list[Value], *,
     """Replace all metadata of ``obj`` (WRITE required)."""
     authz.authorize(ctx, obj, m.Action.WRITE)
     metadata.replace_all(ctx, obj, values, create=create)
+
+
+# ---------------------------------------------------------------------------------------
+# Restores: times and identities exactly as a package records them
+
+
+def set_last_modified(ctx: Context, times: Mapping[uuidlib.UUID, datetime]) -> None:
+    """Give objects the ``last_modified`` a package records, as the unit of work's last step.
+
+    Written with one bulk UPDATE after a flush, so the change-tracking hook (which would
+    stamp *now* on anything touched later in the same unit) never sees it.  Loaded objects
+    are expired so that they read the stored value again.
+    """
+    if not times:
+        return
+    ctx.session.flush()
+    table = cast(Table, m.DSpaceObject.__table__)
+    rows = [{"key": key, "stamp": when} for key, when in times.items()]
+    statement = (update(table).where(table.c.id == bindparam("key"))
+                 .values(last_modified=bindparam("stamp")))
+    connection = ctx.session.connection()
+    for start in range(0, len(rows), 1000):
+        connection.execute(statement, rows[start:start + 1000])
+    ctx.session.expire_all()
+
+
+def rekey(ctx: Context, obj: m.DSpaceObject, new_id: uuidlib.UUID) -> m.DSpaceObject:
+    """Give an existing object another UUID, keeping everything that refers to it.
+
+    A full-site restore into a fresh repository meets objects every repository has (the
+    site, Anonymous, Administrator, the administrator running it) under other UUIDs; a
+    force-replace gives them the package's UUIDs so the restored site is the backed-up one.
+    Administrators only.  Returns the object under its new key (the old instance is gone
+    from the session; callers must drop it).
+    """
+    authz.require_admin(ctx)
+    old_id = obj.id
+    if old_id == new_id:
+        return obj
+    _claim_uuid(ctx, new_id)
+    ctx.session.flush()
+    cls = type(obj)
+    tables = list(inspect(cls).tables)  # dso first, then the subtype table
+    session = ctx.session
+    rows = {}
+    for table in tables:
+        row = session.execute(select(table).where(table.c.id == old_id)).mappings().one()
+        rows[table.name] = dict(row)
+    # Free the unique values on the old rows so the new rows can take them.
+    for table in tables:
+        freed = {}
+        for column in table.columns:
+            if column.unique and not column.primary_key:
+                freed[column.name] = None if column.nullable else f"~rekey~{old_id}"
+        if freed:
+            session.execute(update(table).where(table.c.id == old_id).values(freed))
+    for table in tables:
+        values = dict(rows[table.name])
+        values["id"] = new_id
+        session.execute(insert(table).values(values))
+    owned = set(tables)
+    for table in m.Base.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column.table in owned and fk.column.name == "id" and table not in owned:
+                column = fk.parent
+                session.execute(update(table).where(column == old_id)
+                                .values({column.name: new_id}))
+    for table in reversed(tables):
+        session.execute(delete(table).where(table.c.id == old_id))
+    session.expunge(obj)
+    session.expire_all()
+    ctx._cache.clear()
+    fresh = session.get(cls, new_id)
+    assert fresh is not None
+    if ctx.actor is not None and ctx.actor.id == old_id:
+        assert isinstance(fresh, m.EPerson)
+        ctx.actor = fresh
+    return fresh

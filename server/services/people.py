@@ -57,6 +57,31 @@ def create_person(ctx: Context, email: str, *, password: str | None = None,
     return person
 
 
+def update_person(ctx: Context, person: m.EPerson, *, first_name: str | None,
+                  last_name: str | None, netid: str | None, language: str | None,
+                  can_log_in: bool, require_certificate: bool, self_registered: bool,
+                  password_hash: str | None = None) -> None:
+    """Overwrite a person's record (a force-replace restore); a ``None`` password hash keeps
+    the current password, since packages carry hashes only when exported with them."""
+    authz.require_admin(ctx)
+    if netid is not None:
+        owner = by_netid(ctx, netid)
+        if owner is not None and owner.id != person.id:
+            raise Conflict(f"netid {netid} already belongs to {owner.email}",
+                           [Detail("duplicate netid", field="netid", found=netid)])
+    person.first_name = first_name
+    person.last_name = last_name
+    person.netid = netid
+    person.language = language
+    person.can_log_in = can_log_in
+    person.require_certificate = require_certificate
+    person.self_registered = self_registered
+    if password_hash is not None:
+        person.password_hash = password_hash
+    person.touch()
+    ctx.session.flush()
+
+
 def set_password(ctx: Context, person: m.EPerson, password: str) -> None:
     if not (ctx.actor is not None and ctx.actor.id == person.id):
         authz.require_admin(ctx)
@@ -113,6 +138,17 @@ def remove_member(ctx: Context, group: m.Group, member: m.EPerson | m.Group) -> 
             group.subgroups.remove(member)
     elif member in group.people:
         group.people.remove(member)
+    group.touch()
+    ctx._cache.clear()
+    ctx.session.flush()
+
+
+def clear_members(ctx: Context, group: m.Group, *,
+                  keep: frozenset[uuidlib.UUID] = frozenset()) -> None:
+    """Empty a group (people and subgroups), except the people whose ids are in ``keep``."""
+    authz.require_admin(ctx)
+    group.people[:] = [p for p in group.people if p.id in keep]
+    group.subgroups.clear()
     group.touch()
     ctx._cache.clear()
     ctx.session.flush()
