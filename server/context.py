@@ -53,6 +53,9 @@ class Repository:
             expire_on_commit=False, autoflush=True)
         for factory in (self._sessions, self._write_sessions):
             event.listen(factory, "before_flush", _touch_changed)
+        # Registry fields known to be committed (name -> detached field); see
+        # services.metadata.get_field.
+        self.known_fields: dict[str, m.MetadataField] = {}
 
     @property
     def handle_prefix(self) -> str:
@@ -145,6 +148,7 @@ class Context:
         self.placed_content: set[str] = set()
         self.released_content: set[str] = set()
         self.warnings: list[str] = []
+        self.new_fields: set[str] = set()
         self._cache: dict[object, object] = {}
 
     @property

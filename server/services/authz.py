@@ -172,7 +172,6 @@ def add_policy(ctx: Context, obj: m.DSpaceObject, action: m.Action, *,
                               start_date=start_date, end_date=end_date, name=name,
                               description=description, rptype=rptype)
     obj.policies.append(policy)
-    ctx.session.flush()
     return policy
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server import models as m
 from server.context import Context
@@ -69,11 +71,21 @@ def create_schema(ctx: Context, prefix: str, namespace: str) -> m.MetadataSchema
 
 
 def get_field(ctx: Context, name: str, *, create: bool = False) -> m.MetadataField:
-    """Look a field up (cached per context); create it (and its schema) only if asked."""
+    """Look a field up; create it (and its schema) only if asked.
+
+    Committed fields are remembered by the repository (fields are never deleted), so a
+    batch of items does not query the registry again for every item; a field created by an
+    unfinished unit of work is remembered by that unit only, until it commits.
+    """
     key = ("field", name)
     cached = ctx._cache.get(key)
     if isinstance(cached, m.MetadataField):
         return cached
+    known = ctx.repo.known_fields.get(name)
+    if known is not None:
+        attached = ctx.session.merge(known, load=False)
+        ctx._cache[key] = attached
+        return attached
     schema_prefix, element, qualifier = split_field(name)
     schema = get_schema(ctx, schema_prefix)
     found = None
@@ -95,8 +107,24 @@ def get_field(ctx: Context, name: str, *, create: bool = False) -> m.MetadataFie
                                 qualifier_key=qualifier or "")
         ctx.session.add(found)
         ctx.session.flush()
+        ctx.new_fields.add(name)
+    elif name not in ctx.new_fields:
+        ctx.repo.known_fields[name] = _detached_copy(found)
     ctx._cache[key] = found
     return found
+
+
+def _detached_copy(found: m.MetadataField) -> m.MetadataField:
+    """A session-free copy of a committed field (and its schema) for the repository cache."""
+    schema = m.MetadataSchema(id=found.schema.id, prefix=found.schema.prefix,
+                              namespace=found.schema.namespace)
+    make_transient_to_detached(schema)
+    copy = m.MetadataField(id=found.id, schema_id=found.schema_id, element=found.element,
+                           qualifier=found.qualifier, qualifier_key=found.qualifier_key,
+                           scope_note=found.scope_note)
+    make_transient_to_detached(copy)
+    set_committed_value(copy, "schema", schema)
+    return copy
 
 
 def values(dso: m.DSpaceObject, name: str | None = None) -> list[Value]:
@@ -155,7 +183,6 @@ def add_values(ctx: Context, dso: m.DSpaceObject, new: Iterable[Value], *,
             "metadata fields not in the registry: " + ", ".join(sorted(str(f) for f in unique)),
             list(unique.values()))
     dso.touch()
-    ctx.session.flush()
 
 
 def clear(ctx: Context, dso: m.DSpaceObject, name: str | None = None) -> None:

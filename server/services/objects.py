@@ -329,16 +329,16 @@ def install(ctx: Context, item: m.Item, *, handle: str | None = None,
     item.workflow_state = m.WorkflowState.ARCHIVED
     if not restore:
         now = m.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-        metadata.add(ctx, item, "dc.date.accessioned", now)
-        metadata.add(ctx, item, "dc.date.available", now)
+        system = [Value("dc.date.accessioned", now), Value("dc.date.available", now)]
         if not metadata.values(item, "dc.date.issued"):
-            metadata.add(ctx, item, "dc.date.issued", now[:10])
-        metadata.add(ctx, item, "dc.identifier.uri", handle_url(ctx, item.handle))
+            system.append(Value("dc.date.issued", now[:10]))
+        system.append(Value("dc.identifier.uri", handle_url(ctx, item.handle)))
         if provenance:
             who = ctx.actor.email if ctx.actor else "the system"
-            metadata.add(ctx, item, "dc.description.provenance",
-                         f"Made available in DSpace on {now} (GMT). Submitted by {who}.",
-                         language="en")
+            system.append(Value("dc.description.provenance",
+                                f"Made available in DSpace on {now} (GMT). Submitted by {who}.",
+                                language="en"))
+        metadata.add_values(ctx, item, system)
         if collection is not None and not item.policies:
             authz.inherit_policies(ctx, collection, item,
                                    [(m.Action.DEFAULT_ITEM_READ, m.Action.READ)])
