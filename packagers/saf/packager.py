@@ -49,6 +49,13 @@ class SAFPackager(Ingester, Disseminator):
         "imported item by item, exported from an item or a collection.")
     mime_types: ClassVar[tuple[str, ...]] = ("application/zip",)
     extension: ClassVar[str] = "zip"
+    roundtrip_exact: ClassVar[bool | None] = False
+    roundtrip_note: ClassVar[str] = (
+        "A SAF folder names its item (the handle file) and carries the dates the repository "
+        "sets when it archives an item: a copy submitted into the same repository gets a new "
+        "handle, accession dates and provenance, and its export differs in those files and "
+        "in the zip times. Metadata values, bundles, file names, descriptions and bytes come "
+        "back unchanged (tests/test_saf_roundtrip.py compares them).")
     ingest_parent_types: ClassVar[frozenset[m.ObjectType]] = frozenset(
         {m.ObjectType.COLLECTION})
     replace_types: ClassVar[frozenset[m.ObjectType]] = frozenset({m.ObjectType.ITEM})

@@ -457,13 +457,19 @@ class DirectorySource(SafSource):
         return _DirectoryFolder(base / folder, folder, f"{self.prefix}{folder}/")
 
 
+_OTHER_MANIFESTS = frozenset({"mets.xml", "imsmanifest.xml", "bagit.txt"})
+
+
 def sniff_names(names: list[str]) -> bool:
     """Whether a package with these file names looks like a SAF batch."""
     kept = [n for n in names if not junk_name(n)]
     root = {n for n in kept if "/" not in n}
-    if root & {"mets.xml", "imsmanifest.xml", "bagit.txt"}:
+    if root & _OTHER_MANIFESTS:
         return False
     prefix, folders, _stray = _layout(kept, "")
+    if any(f"{prefix}{name}" in kept or f"{prefix}{folder}/{name}" in kept
+           for name in _OTHER_MANIFESTS for folder in folders if folder):
+        return False  # a bag (or a METS/IMS package) zipped inside a folder
     if folders == [""]:
         return True
     return any(f"{prefix}{folder}/{DUBLIN_CORE}" in kept for folder in folders)

@@ -19,7 +19,7 @@ from server.config import load_config
 from server.errors import DavpackError
 
 # module names under server.cli, each with ``register(subparsers)``
-COMMANDS: list[str] = ["serve", "admin", "saf"]
+COMMANDS: list[str] = ["serve", "admin", "saf", "packager"]
 
 if TYPE_CHECKING:
     from server.context import Repository
