@@ -178,3 +178,18 @@ def default_registry() -> Registry:
     if _default is None:
         _default = Registry()
     return _default
+
+
+def markdown_table(registry: Registry) -> str:
+    """The README's packager table, generated from the declarations (a test compares)."""
+    lines = ["| name | aliases | ingests into | disseminates | options | SWORD packaging |",
+             "|---|---|---|---|---|---|"]
+    for cls in registry.all():
+        record = cls.describe()
+        into = ", ".join(t.lower() for t in record.get("ingest_parent_types", [])) or "—"
+        out = ", ".join(t.lower() for t in record.get("disseminate_types", [])) or "—"
+        options = ", ".join(f"`{o['name']}`" for o in record["options"]) or "—"
+        sword = "<br>".join(f"`{u}`" for u in record["sword_packaging"]) or "—"
+        aliases = ", ".join(record["aliases"]) or "—"
+        lines.append(f"| `{record['name']}` | {aliases} | {into} | {out} | {options} | {sword} |")
+    return "\n".join(lines) + "\n"

@@ -93,6 +93,8 @@ def register(sub: Any) -> None:
                                          required=True)
     show = listing_sub.add_parser("list", help="name, aliases, MIME types, options, defaults")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--markdown", action="store_true",
+                      help="the README's packager table")
     show.set_defaults(handler=list_packagers)
 
     schemas = sub.add_parser("schemas", help="local XML schemas for package validation")
@@ -349,6 +351,11 @@ def list_packagers(args: argparse.Namespace) -> int:
     registry = default_registry()
     registry.check()
     records = [cls.describe() for cls in registry.all()]
+    if args.markdown:
+        from packagers.registry import markdown_table
+
+        print(markdown_table(registry), end="")
+        return 0
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
         return 0
