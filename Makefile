@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint init system-deps bench bench-quick clean
+.PHONY: run test test-sqlite test-postgres lint init system-deps clean
 
 $(BIN)/davpack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,12 +44,6 @@ test-postgres: $(BIN)/davpack
 	  $(BIN)/python .ci/pgdb.py drop "$(PG_ADMIN_URL)" $$db; exit $$rc; \
 	else echo "PostgreSQL does not answer on $(PG_ADMIN_URL): PostgreSQL leg not run"; \
 	  test -z "$$CI" || exit 1; fi
-
-bench: init
-	$(BIN)/python -m bench
-
-bench-quick: init
-	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
