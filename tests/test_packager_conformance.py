@@ -149,6 +149,20 @@ def _reads_items(cls: type[Any]) -> bool:
     return issubclass(cls, Ingester) and m.ObjectType.COLLECTION in cls.ingest_parent_types
 
 
+# Packagers that write items and read them back into collections: the round trip applies to
+# them, and the hostile-input cases to those whose packages are zips (generated, so a
+# packager added later is covered without editing this file).
+ROUND_TRIPPERS = [n for n in NAMES if _writes_items(_cls(n)) and _reads_items(_cls(n))]
+ZIP_ROUND_TRIPPERS = [n for n in ROUND_TRIPPERS if _cls(n).extension == "zip"]
+
+
+def test_every_packager_is_checked_somewhere() -> None:
+    """Packagers left out of the round trip only ingest (SWORD's Binary) or only write."""
+    for name in set(NAMES) - set(ROUND_TRIPPERS):
+        cls = _cls(name)
+        assert not (_writes_items(cls) and _reads_items(cls)), name
+
+
 def _package(cls: type[Any], env: Env, item: uuid.UUID) -> tuple[bytes, Package]:
     with cls().disseminate(env.op, item, PackageParameters()) as package:
         out = io.BytesIO()
@@ -207,12 +221,9 @@ def test_names_and_aliases_are_unique() -> None:
 # Round trip
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ROUND_TRIPPERS)
 def test_round_trip(name: str, env: Env, tmp_path: Path) -> None:
     cls = _cls(name)
-    if not (_writes_items(cls) and _reads_items(cls)):
-        pytest.skip(f"{name} does not both disseminate items and ingest them into "
-                    "collections")
     first, package = _package(cls, env, env.item)
     path = tmp_path / (package.file_name or f"package.{cls.extension}")
     path.write_bytes(first)
@@ -354,16 +365,11 @@ def _hostile(case: str, members: list[tuple[zipfile.ZipInfo, bytes]]
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ZIP_ROUND_TRIPPERS)
 def test_hostile_input(name: str, case: str, env: Env, tmp_path: Path) -> None:
     cls = _cls(name)
-    if not _reads_items(cls):
-        pytest.skip(f"{name} does not ingest into collections")
-    if not _writes_items(cls):
-        pytest.skip(f"{name} writes no package of its own to start from")
     valid, package = _package(cls, env, env.item)
-    if not valid.startswith(b"PK\x03\x04"):
-        pytest.skip(f"{name}'s packages are not zips")
+    assert valid.startswith(b"PK\x03\x04"), f"{name} declares zip but wrote something else"
     members, names, expected = _hostile(case, _members(valid))
     path = _write(tmp_path / (package.file_name or "hostile.zip"), members)
     before = residue(env.repo)
