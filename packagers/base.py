@@ -67,6 +67,7 @@ from server.models import ObjectType
 if TYPE_CHECKING:
     from server.context import Context, Repository
     from server.models import Item
+    from server.zipstream import ZipEntry
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,25 +276,27 @@ class Package(ABC):
         self.close()
 
 
-class FilePackage(Package):
-    """A package that is (a part of) one existing file: a stored bitstream, a temp file."""
+class StreamPackage(Package):
+    """A package whose bytes are one seekable stream of known size: a stored bitstream, a
+    spooled manifest, a temp file.  ``opener`` gives a fresh stream for every read, so
+    ranges and repeated reads need no buffering; ``on_close`` releases what backs it."""
 
-    def __init__(self, path: Path, *, mime_type: str, file_name: str, last_modified: datetime,
-                 etag: str | None = None, remove_on_close: bool = False,
+    def __init__(self, opener: Callable[[], BinaryIO], size: int, *, mime_type: str,
+                 file_name: str, last_modified: datetime, etag: str | None = None,
+                 on_close: Callable[[], None] | None = None,
                  block_size: int = 1024 * 1024) -> None:
-        self.path = path
+        self._opener = opener
+        self.size: int = size
         self.mime_type = mime_type
         self.file_name = file_name
         self.last_modified = last_modified
         self.etag = etag
-        self.size: int = path.stat().st_size
-        self._remove = remove_on_close
+        self._on_close = on_close
         self._block = block_size
 
     def iter_bytes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        total: int = self.path.stat().st_size if self.size is None else self.size
-        stop = total if end is None else min(end, total)
-        with open(self.path, "rb") as fh:
+        stop = self.size if end is None else min(end, self.size)
+        with self._opener() as fh:
             fh.seek(start)
             remaining = stop - start
             while remaining > 0:
@@ -304,8 +307,30 @@ class FilePackage(Package):
                 yield chunk
 
     def close(self) -> None:
-        if self._remove:
-            self.path.unlink(missing_ok=True)
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+
+def manifest_package(entry: ZipEntry, *, file_name: str, last_modified: datetime) -> Package:
+    """A bare XML manifest (``manifestOnly``) spooled as a zip entry, served on its own."""
+    return StreamPackage(entry.opener, entry.size, mime_type="text/xml", file_name=file_name,
+                         last_modified=last_modified, etag=f"{entry.crc32:08x}-{entry.size}",
+                         on_close=entry.close)
+
+
+class FilePackage(StreamPackage):
+    """A package that is one existing file (a stored bitstream, a temp file)."""
+
+    def __init__(self, path: Path, *, mime_type: str, file_name: str, last_modified: datetime,
+                 etag: str | None = None, remove_on_close: bool = False,
+                 block_size: int = 1024 * 1024) -> None:
+        self.path = path
+        super().__init__(lambda: path.open("rb"), path.stat().st_size, mime_type=mime_type,
+                         file_name=file_name, last_modified=last_modified, etag=etag,
+                         on_close=(lambda: path.unlink(missing_ok=True)) if remove_on_close
+                         else None,
+                         block_size=block_size)
 
 
 # ---------------------------------------------------------------------------------------

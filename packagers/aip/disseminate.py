@@ -67,7 +67,14 @@ from packagers.aip.mets import (
 )
 from packagers.aip.options import ExportOptions
 from packagers.aip.zipcrc import LayoutStream, RangeReader, layout_crc32
-from packagers.base import IngestedObject, Operation, Outcome, Package, package_file_name
+from packagers.base import (
+    IngestedObject,
+    Operation,
+    Outcome,
+    Package,
+    manifest_package,
+    package_file_name,
+)
 from packagers.errors import PackageValidationError, UnsupportedOperation
 from server import __version__
 from server import models as m
@@ -110,33 +117,6 @@ class AipZipPackage(Package):
         if self._cleanup is not None:
             self._cleanup()
             self._cleanup = None
-
-
-class MetsPackage(Package):
-    """A bare ``mets.xml`` (manifestOnly): exact size and ranges from its spooled copy."""
-
-    def __init__(self, entry: ZipEntry, *, file_name: str, last_modified: datetime) -> None:
-        self.entry = entry
-        self.mime_type = "text/xml"
-        self.file_name = file_name
-        self.last_modified = last_modified
-        self.size = entry.size
-        self.etag = f"{entry.crc32:08x}-{entry.size}"
-
-    def iter_bytes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        stop = self.entry.size if end is None else min(end, self.entry.size)
-        with self.entry.opener() as fh:
-            fh.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                chunk = fh.read(min(1 << 20, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-
-    def close(self) -> None:
-        self.entry.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -860,7 +840,7 @@ def disseminate_one(op: Operation, target: uuid.UUID, opts: ExportOptions,
         builder = AipBuilder(ctx, opts, tmpdir=tmpdir)
         built = builder.build(obj)
         if opts.manifest_only:
-            return MetsPackage(built.mets, file_name=built.name,
+            return manifest_package(built.mets, file_name=built.name,
                                last_modified=built.last_modified)
         try:
             layout = ZipLayout(built.entries, ZIP_COMMENT)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -52,7 +52,7 @@ from packagers.aip.mets import (
     mdtype_attrs,
     utc_naive,
 )
-from packagers.base import Operation, Package
+from packagers.base import Operation, Package, manifest_package
 from packagers.errors import PackageError
 from packagers.mets.crosswalks import dc_elements
 from packagers.mets.manifest import MANIFEST, PROFILE
@@ -200,7 +200,7 @@ def disseminate(op: Operation, target: uuid.UUID, params: PackageParameters,
 
     manifest = spool_member(MANIFEST, write, mtime, itemkit.staging_root(op.repo))
     if opts.manifest_only:
-        return ManifestPackage(manifest, file_name=name, last_modified=snap.last_modified)
+        return manifest_package(manifest, file_name=name, last_modified=snap.last_modified)
     entries = [manifest]
     entries.extend(_entry(store, f, f.path, mtime) for f in files)
     entries.extend(_entry(store, f, path, mtime) for path, f in extras)
@@ -355,32 +355,3 @@ def _licence(w: XmlWriter, ids: IdGen, licence: Licence, store: ContentStore) ->
             encoded = base64.b64encode(data[:MAX_EMBEDDED]).decode("ascii")
             for start in range(0, len(encoded), 76):
                 w.raw_line(encoded[start:start + 76] + "\n")
-
-
-class ManifestPackage(Package):
-    """``mets.xml`` alone (``manifestOnly``): exact size, ranges, removed on close."""
-
-    mime_type = "text/xml"
-
-    def __init__(self, entry: ZipEntry, *, file_name: str, last_modified: datetime) -> None:
-        self.entry = entry
-        self.file_name = file_name
-        self.last_modified = last_modified
-        self.size = entry.size
-        self.etag = f"{entry.crc32:08x}-{entry.size}"
-
-    def iter_bytes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        assert self.size is not None
-        stop = self.size if end is None else min(end, self.size)
-        with self.entry.opener() as fh:
-            fh.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                chunk = fh.read(min(1 << 20, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-
-    def close(self) -> None:
-        self.entry.close()

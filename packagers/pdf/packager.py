@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import ClassVar
 
 from packagers import itemkit
 from packagers.base import (
@@ -41,6 +40,7 @@ from packagers.base import (
     Option,
     Package,
     PackageSource,
+    StreamPackage,
 )
 from packagers.errors import PackageValidationError, UnsupportedOperation
 from packagers.params import PackageParameters
@@ -205,34 +205,6 @@ def _title_from(file_name: str) -> str:
     return stem or file_name
 
 
-class StoreStreamPackage(Package):
-    """One stored bitstream read through the store API (stores without local paths)."""
-
-    def __init__(self, store: ContentStore, sha256: str, size: int, *, mime_type: str,
-                 file_name: str, last_modified: datetime, etag: str) -> None:
-        self._store = store
-        self._sha = sha256
-        self.size = size
-        self.mime_type = mime_type
-        self.file_name = file_name
-        self.last_modified = last_modified
-        self.etag = etag
-
-    def iter_bytes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        total = self.size or 0
-        stop = total if end is None else min(end, total)
-        stream: BinaryIO = self._store.open(self._sha)
-        with stream:
-            stream.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                chunk = stream.read(min(1024 * 1024, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-
-
 def stored_file_package(store: ContentStore, facts: itemkit.FileFacts, *,
                         last_modified: datetime) -> Package:
     name = facts.name.rsplit("/", 1)[-1] or "document.pdf"
@@ -240,5 +212,5 @@ def stored_file_package(store: ContentStore, facts: itemkit.FileFacts, *,
     if path is not None:
         return FilePackage(path, mime_type=PDF_MIME, file_name=name,
                            last_modified=last_modified, etag=facts.sha256)
-    return StoreStreamPackage(store, facts.sha256, facts.size, mime_type=PDF_MIME,
-                              file_name=name, last_modified=last_modified, etag=facts.sha256)
+    return StreamPackage(lambda: store.open(facts.sha256), facts.size, mime_type=PDF_MIME,
+                         file_name=name, last_modified=last_modified, etag=facts.sha256)
