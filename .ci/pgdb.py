@@ -1,4 +1,8 @@
-"""Create, drop or ping a PostgreSQL database for the test run: pgdb.py ACTION ADMIN_URL [NAME]."""
+"""Create, drop or ping a PostgreSQL database for the test run: pgdb.py ACTION ADMIN_URL [NAME].
+
+``drop`` also drops the databases the suite made beside NAME (``NAME_template``,
+``NAME_second``…), so a run leaves nothing behind even when pytest was interrupted.
+"""
 
 import re
 import sys
@@ -22,7 +26,10 @@ def main() -> int:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name}")
         elif action == "drop":
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname = %s "
+                                "OR starts_with(datname, %s)", (name, name + "_")).fetchall()
+            for (found,) in rows:
+                conn.execute(f'DROP DATABASE IF EXISTS "{found}" WITH (FORCE)')
     return 0
 
 
