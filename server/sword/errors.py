@@ -103,6 +103,45 @@ class Answer:
     allow: tuple[str, ...] = ()
 
 
+# Davpack's own errors as SWORD answers, first match wins: (error classes, status — or
+# None for "406 when retrieving, else 415" —, error IRI, what the depositor should do).
+# ``{limit}`` in a hint is filled with the upload limit.
+ANSWER_TABLE: tuple[tuple[tuple[type[BaseException], ...], int | None, str, str], ...] = (
+    ((serr.ChecksumMismatch,), 412, CHECKSUM_MISMATCH,
+     "Content-MD5 must be the MD5 (hex) of exactly the bytes sent as the file (for a "
+     "multipart deposit: the decoded media part); the values the server computed are listed "
+     "above. Resend the file, or fix the checksum."),
+    ((serr.SizeLimitExceeded,), 413, MAX_UPLOAD_SIZE_EXCEEDED,
+     "The server takes at most the limit{limit} per request (sword:maxUploadSize in the "
+     "service document, in bytes). Send a smaller package, or split the content over "
+     "several requests to the SE-IRI with In-Progress: true."),
+    ((serr.AuthenticationRequired,), 401, UNAUTHORIZED,
+     "Send HTTP Basic credentials of a repository account (e-mail address or netid, and "
+     "password)."),
+    ((serr.PermissionDenied,), 403, FORBIDDEN,
+     "The account lacks the resource policy this needs (ADD on the collection to deposit; "
+     "the deposit must still be in its submitter's workspace to change it). Ask the "
+     "repository's administrators."),
+    ((serr.NotFound,), 404, NOT_FOUND,
+     "Use the IRIs of the service document and of the deposit receipt; a deleted deposit "
+     "is gone for good."),
+    ((perr.UnknownPackager, perr.AmbiguousPackage, perr.UnsupportedOperation), None,
+     ERROR_CONTENT,
+     "Use one of the packaging IRIs the service document lists as sword:acceptPackaging "
+     "(for retrieval: the receipt's sword:packaging)."),
+    ((perr.PackageError,), None, ERROR_CONTENT,
+     "The content could not be read as the packaging the Packaging header names; the "
+     "findings above say which file or field is wrong."),
+    ((serr.Conflict,), 409, CONFLICT,
+     "The request clashes with what the repository holds (see above)."),
+    ((serr.InvalidInput,), 400, BAD_REQUEST,
+     "The request could not be understood as sent; the findings above name the header, "
+     "part or field to fix."),
+    ((serr.ContentMissing,), 500, SERVER_ERROR,
+     "Stored content is damaged or missing; tell the repository's administrators."),
+)
+
+
 def classify(error: BaseException, *, retrieving: bool = False,
              limit: int | None = None) -> Answer:
     """The status, IRI and texts for ``error`` (anything not known is a 500)."""
@@ -114,55 +153,13 @@ def classify(error: BaseException, *, retrieving: bool = False,
                       "This is a fault of the server, not of the request; it was logged. "
                       "Try again later or tell the repository's administrators.")
     details = tuple(error.details)
-    message = error.message
-    if isinstance(error, serr.ChecksumMismatch):
-        return Answer(412, CHECKSUM_MISMATCH, message, details,
-                      "Content-MD5 must be the MD5 (hex) of exactly the bytes sent as the "
-                      "file (for a multipart deposit: the decoded media part); the values "
-                      "the server computed are listed above. Resend the file, or fix the "
-                      "checksum.")
-    if isinstance(error, serr.SizeLimitExceeded):
-        where = f" of {limit} bytes" if limit is not None else ""
-        return Answer(413, MAX_UPLOAD_SIZE_EXCEEDED, message, details,
-                      f"The server takes at most the limit{where} per request "
-                      "(sword:maxUploadSize in the service document, in bytes). Send a "
-                      "smaller package, or split the content over several requests to the "
-                      "SE-IRI with In-Progress: true.")
-    if isinstance(error, serr.AuthenticationRequired):
-        return Answer(401, UNAUTHORIZED, message, details,
-                      "Send HTTP Basic credentials of a repository account (e-mail address "
-                      "or netid, and password).")
-    if isinstance(error, serr.PermissionDenied):
-        return Answer(403, FORBIDDEN, message, details,
-                      "The account lacks the resource policy this needs (ADD on the "
-                      "collection to deposit; the deposit must still be in its submitter's "
-                      "workspace to change it). Ask the repository's administrators.")
-    if isinstance(error, serr.NotFound):
-        return Answer(404, NOT_FOUND, message, details,
-                      "Use the IRIs of the service document and of the deposit receipt; a "
-                      "deleted deposit is gone for good.")
-    if isinstance(error, (perr.UnknownPackager, perr.AmbiguousPackage,
-                          perr.UnsupportedOperation)):
-        status = 406 if retrieving else 415
-        return Answer(status, ERROR_CONTENT, message, details,
-                      "Use one of the packaging IRIs the service document lists as "
-                      "sword:acceptPackaging (for retrieval: the receipt's sword:packaging).")
-    if isinstance(error, perr.PackageError):
-        return Answer(415 if not retrieving else 406, ERROR_CONTENT, message, details,
-                      "The content could not be read as the packaging the Packaging header "
-                      "names; the findings above say which file or field is wrong.")
-    if isinstance(error, serr.Conflict):
-        return Answer(409, CONFLICT, message, details,
-                      "The request clashes with what the repository holds (see above).")
-    if isinstance(error, serr.InvalidInput):
-        return Answer(400, BAD_REQUEST, message, details,
-                      "The request could not be understood as sent; the findings above name "
-                      "the header, part or field to fix.")
-    if isinstance(error, serr.ContentMissing):
-        return Answer(500, SERVER_ERROR, message, details,
-                      "Stored content is damaged or missing; tell the repository's "
-                      "administrators.")
-    return Answer(400, BAD_REQUEST, message, details, "")
+    for classes, status, iri, hint in ANSWER_TABLE:
+        if isinstance(error, classes):
+            if status is None:
+                status = 406 if retrieving else 415
+            where = f" of {limit} bytes" if limit is not None else ""
+            return Answer(status, iri, error.message, details, hint.format(limit=where))
+    return Answer(400, BAD_REQUEST, error.message, details, "")
 
 
 def verbose_text(answer: Answer) -> str:
