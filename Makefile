@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+# Arguments of the bench suite, e.g. BENCH_ARGS='--quick --only W1,W6' (see bench/README.md).
+BENCH_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint init system-deps clean
+.PHONY: run test test-sqlite test-postgres lint init system-deps bench clean
 
 $(BIN)/davpack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,10 @@ test-postgres: $(BIN)/davpack
 	  $(BIN)/python .ci/pgdb.py drop "$(PG_ADMIN_URL)" $$db; exit $$rc; \
 	else echo "PostgreSQL does not answer on $(PG_ADMIN_URL): PostgreSQL leg not run"; \
 	  test -z "$$CI" || exit 1; fi
+
+# The benchmark suite: one table of figures against baselines, JSON in var/bench/<time>/.
+bench: init
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
