@@ -257,8 +257,12 @@ class ObjectFolder(_Described, DAVCollection):
     def ref_path(self) -> str:
         return urls.object_path(self.node.handle, self.node.id) + "/"
 
-    def get_ref_url(self) -> str:
+    @functools.cached_property
+    def _ref_url(self) -> str:  # WsgiDAV asks for it once per property
         return quote(self.ref_path())
+
+    def get_ref_url(self) -> str:
+        return self._ref_url
 
     def get_display_name(self) -> str:
         return self.node.title or self.name
@@ -289,22 +293,22 @@ class ObjectFolder(_Described, DAVCollection):
                 node = snapshot(child, titles.get(child.id, ""))
                 members.append(_Member(name, self._folder_maker(node)))
         elif self.node.type is m.ObjectType.COLLECTION:
-            assert isinstance(obj, m.Collection)
             admin = self._is_admin()
-            items = dav_support.collection_items(ctx, obj, include_withdrawn=admin)
+            rows = dav_support.collection_item_rows(ctx, obj.id, include_withdrawn=admin)
             if not admin:
-                items = [i for i in items if authz.allowed(ctx, i, m.Action.READ)]
-            titles = dav_support.titles(ctx, [i.id for i in items])
+                readable = dav_support.readable_items(ctx, [row.id for row in rows])
+                rows = [row for row in rows if row.id in readable]
+            titles = dav_support.titles(ctx, [row.id for row in rows])
             package = packages.default_disseminator(self.runtime, m.ObjectType.ITEM)
-            for item in items:
-                if not item.handle:
-                    continue
-                node = snapshot(item, titles.get(item.id, ""))
-                members.append(_Member(urls.item_folder_name(node.title, item.handle),
+            for row in rows:
+                node = Node(id=row.id, type=m.ObjectType.ITEM, handle=row.handle,
+                            title=titles.get(row.id, ""), last_modified=row.last_modified,
+                            withdrawn=row.withdrawn)
+                members.append(_Member(urls.item_folder_name(node.title, row.handle),
                                        self._folder_maker(node)))
                 if package is not None:
                     members.append(_Member(
-                        urls.package_file_name("ITEM", item.handle, package.extension),
+                        urls.package_file_name("ITEM", row.handle, package.extension),
                         self._package_maker(node)))
         elif self.node.type is m.ObjectType.ITEM:
             admin = self._is_admin()
@@ -656,7 +660,12 @@ class PackageFile(_Described, DAVNonCollection):
         self.parent_ref = parent_ref
 
     def _cls(self) -> Any:
-        return packages.disseminator_for(self.runtime, None, self.node.type)
+        """The default packager for this type (asked once per request, not per file)."""
+        key = ("default-disseminator", self.node.type)
+        cache = self.state.cache
+        if key not in cache:
+            cache[key] = packages.disseminator_for(self.runtime, None, self.node.type)
+        return cache[key]
 
     def _info(self) -> PackageInfo | None:
         """Size, ETag and type of the package; None when it cannot be made for this
@@ -668,8 +677,12 @@ class PackageFile(_Described, DAVNonCollection):
         found: PackageInfo | None = cache[key]
         return found
 
-    def get_ref_url(self) -> str:
+    @functools.cached_property
+    def _ref_url(self) -> str:  # WsgiDAV asks for it once per property
         return quote(self.parent_ref + self.name)
+
+    def get_ref_url(self) -> str:
+        return self._ref_url
 
     def get_content_length(self) -> int | None:
         info = self._info()
@@ -738,8 +751,12 @@ class BitstreamFile(_Described, DAVNonCollection):
         self.node = node
         self.bundle_ref = bundle_ref
 
-    def get_ref_url(self) -> str:
+    @functools.cached_property
+    def _ref_url(self) -> str:  # WsgiDAV asks for it once per property
         return quote(self.bundle_ref + self.name)
+
+    def get_ref_url(self) -> str:
+        return self._ref_url
 
     def get_content_length(self) -> int:
         return int(self.node.size or 0)
