@@ -19,6 +19,11 @@ Deposited packages are untrusted, so this module follows one policy:
   in memory unless the caller asks for it with :meth:`SafeArchive.read_bytes`.
 * **Extraction writes only regular files and directories**, strictly inside the
   destination, never following or replacing anything that already exists there.
+* **Copies made on the way in are used only when they are exactly the member.**  A zip
+  being received can be followed by its local headers (:class:`StoredMemberSplitter`) and
+  its STORED members copied as they go by; reading the archive afterwards hands such a
+  copy over only when the central directory proves it holds the very bytes reading the
+  member would deliver (:class:`MemberCopies`).
 
 The format is recognised from the content, not the file name.  Member names are
 normalised only by dropping ``.`` components (``./data/x`` is ``data/x``) and a directory's
@@ -37,11 +42,15 @@ import re
 import stat
 import struct
 import tarfile
+import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, TypeAlias, overload
@@ -55,7 +64,8 @@ from server.errors import (
     UnsafeInput,
 )
 
-__all__ = ["ArchiveLimits", "ArchiveSource", "Member", "SafeArchive", "junk_name"]
+__all__ = ["ArchiveLimits", "ArchiveSource", "Member", "MemberCopies", "MemberCopy",
+           "SafeArchive", "StoredMemberSplitter", "StoredPiece", "junk_name"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -192,6 +202,11 @@ class _CheckedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing was read yet."""
+        return self._left == self._declared and not self._verified
+
     def _pull(self, size: int) -> bytes:
         try:
             return self._source.read(size)
@@ -251,6 +266,7 @@ _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_END = b"PK\x06\x06"
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _ZIP_FLAG_ENCRYPTED = 0x1
+_ZIP_FLAG_DATA_DESCRIPTOR = 0x8
 _ZIP_FLAG_STRONG_ENCRYPTION = 0x40
 _ZIP_FLAG_UTF8 = 0x800
 _ZIP_AES = 99
@@ -519,6 +535,191 @@ class _ZipBackend:
 
     def close(self) -> None:
         self.infos = []
+
+
+# --- zip members copied while the archive arrives -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredPiece:
+    """Part of the data of the STORED member whose local header is at ``offset``, met
+    while a zip went by; ``last`` marks the member's final piece."""
+
+    offset: int
+    raw_name: bytes
+    data: memoryview
+    last: bool
+
+
+class StoredMemberSplitter:
+    """Follows a zip as it arrives, by its local headers, and hands out the data of its
+    STORED members of at least ``min_size`` bytes, so that they can be copied while the
+    bytes go by (the archive is read afterwards as usual; see :class:`MemberCopies`).
+
+    Local headers are only what the archive says on the way: nothing here is trusted or
+    checked, it only decides what is worth copying.  Following stops at the first thing it
+    cannot step over by a size given up front: anything but a local header (the central
+    directory, or junk), a member whose sizes come after its data (data descriptor) or
+    zip64 sizes.  Compressed, encrypted and small members are stepped over.  Memory: one
+    local header at most (< 128 KiB) besides the piece being fed.
+    """
+
+    def __init__(self, min_size: int) -> None:
+        self.min_size = max(1, min_size)
+        self._position = 0  # archive offset of the next byte fed
+        self._header = bytearray()
+        self._header_at = 0
+        self._member: tuple[int, bytes] | None = None  # offset and name of the copied one
+        self._left = 0  # data bytes of the current member still to come
+        self.following = True
+
+    def feed(self, data: bytes) -> Iterator[StoredPiece]:
+        """The pieces of copied members in ``data``, the next bytes of the archive.  The
+        pieces are views of ``data``."""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view) and self.following:
+            if self._left:
+                take = min(self._left, len(view) - pos)
+                self._left -= take
+                if self._member is not None:
+                    offset, name = self._member
+                    yield StoredPiece(offset, name, view[pos:pos + take], last=self._left == 0)
+                    if self._left == 0:
+                        self._member = None
+            else:
+                take = self._read_header(view[pos:])
+            pos += take
+            self._position += take
+
+    def _read_header(self, view: memoryview) -> int:
+        if not self._header:
+            self._header_at = self._position
+        need = self._header_size()
+        take = min(need - len(self._header), len(view))
+        self._header += view[:take]
+        if len(self._header) == _LOCAL_HEADER.size and self._header[:4] != _ZIP_LOCAL:
+            self.following = False
+        elif len(self._header) == self._header_size():
+            self._start_member()
+        return take
+
+    def _header_size(self) -> int:
+        if len(self._header) < _LOCAL_HEADER.size:
+            return _LOCAL_HEADER.size
+        name_len, extra_len = struct.unpack_from("<HH", self._header, 26)
+        return _LOCAL_HEADER.size + name_len + extra_len
+
+    def _start_member(self) -> None:
+        fields = _LOCAL_HEADER.unpack_from(self._header)
+        flags, method, stored, size, name_len = fields[2], fields[3], fields[7], fields[8], \
+            fields[9]
+        if flags & _ZIP_FLAG_DATA_DESCRIPTOR or 0xFFFFFFFF in (stored, size):
+            self.following = False
+            return
+        name = bytes(self._header[_LOCAL_HEADER.size:_LOCAL_HEADER.size + name_len])
+        self._header.clear()
+        self._left = stored
+        copied = (method == zipfile.ZIP_STORED and stored == size and size >= self.min_size
+                  and not flags & (_ZIP_FLAG_ENCRYPTED | _ZIP_FLAG_STRONG_ENCRYPTION))
+        self._member = (self._header_at, name) if copied else None
+
+
+@dataclass(frozen=True)
+class MemberCopy:
+    """The data of one STORED member copied while its zip arrived (from the pieces of a
+    :class:`StoredMemberSplitter`), with the CRC-32 measured over the copy; ``content``
+    is what holds it (to this module, opaque: the store's staged file)."""
+
+    offset: int
+    raw_name: bytes
+    size: int
+    crc32: int
+    content: Any
+
+
+_COPIES_IN_USE: ContextVar[MemberCopies | None] = ContextVar("davpack_member_copies",
+                                                             default=None)
+
+
+class MemberCopies:
+    """Copies of one zip file's STORED members, made while the file arrived, handed to
+    whoever reads those members instead of the bytes.
+
+    While :meth:`in_use`, a :class:`SafeArchive` opened on that very file (same device and
+    inode) gives each member stream a ``take_copy()`` that hands over the member's copy --
+    once, only if nothing was read from the stream yet, and only if the central directory
+    says the member is exactly the copy: its local header is at the copy's offset with the
+    copy's name, it is STORED and not encrypted, and its sizes and CRC-32 equal the copy's.
+    The copy was cut from the same bytes of the same file behind that same local header,
+    so it then holds exactly what the stream would deliver, and passes the checks reading
+    would make.  Every other member, and every archive check, is as without copies.
+    """
+
+    def __init__(self, archive: Path, copies: Iterable[MemberCopy]) -> None:
+        found = os.stat(archive)
+        self._identity = (found.st_dev, found.st_ino)
+        self._copies = {copy.offset: copy for copy in copies}
+        self._lock = threading.Lock()
+
+    def describes(self, fp: IO[bytes]) -> bool:
+        """Whether ``fp`` is the file these copies were made from."""
+        try:
+            found = os.fstat(fp.fileno())
+        except (AttributeError, OSError, ValueError):
+            return False
+        return (found.st_dev, found.st_ino) == self._identity
+
+    def take(self, offset: int, raw_name: bytes, size: int, crc32: int) -> Any | None:
+        """The content of the copy matching a central directory entry, handed over once."""
+        with self._lock:
+            copy = self._copies.get(offset)
+            if copy is None or (copy.raw_name, copy.size, copy.crc32) != (raw_name, size,
+                                                                          crc32):
+                return None
+            del self._copies[offset]
+        return copy.content
+
+    def take_rest(self) -> list[Any]:
+        """The content of every copy not handed over (for the owner to discard)."""
+        with self._lock:
+            rest = [copy.content for copy in self._copies.values()]
+            self._copies.clear()
+        return rest
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Archives opened on the copied file in this context may hand the copies over."""
+        token = _COPIES_IN_USE.set(self)
+        try:
+            yield
+        finally:
+            _COPIES_IN_USE.reset(token)
+
+
+def _copy_key(info: zipfile.ZipInfo) -> tuple[int, bytes, int, int] | None:
+    """What a copy of this member must match, when reading it is a plain copy of bytes."""
+    if (info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size
+            or info.flag_bits & (_ZIP_FLAG_ENCRYPTED | _ZIP_FLAG_STRONG_ENCRYPTION)):
+        return None
+    return info.header_offset, _zip_name_bytes(info), info.file_size, info.CRC
+
+
+class _MemberStream(io.BufferedReader):
+    """A member's stream, which may hand over a copy of the member instead of its bytes
+    (see :class:`MemberCopies`)."""
+
+    def __init__(self, raw: _CheckedStream, take: Callable[[], Any] | None) -> None:
+        super().__init__(raw, buffer_size=64 * KiB)
+        self._checked = raw
+        self._take = take
+
+    def take_copy(self) -> Any | None:
+        """The member's copy, if it has one and nothing was read from this stream yet."""
+        take, self._take = self._take, None
+        if take is None or self.closed or not self._checked.untouched:
+            return None
+        return take()
 
 
 # --- tar ---------------------------------------------------------------------------------
@@ -795,6 +996,7 @@ class SafeArchive:
         self._backend: _ZipBackend | _TarBackend | None = None
         self._entries: list[_Entry] = []
         self._by_name: dict[str, _Entry] = {}
+        self._copies: MemberCopies | None = None
 
     @classmethod
     def open_archive(cls, source: ArchiveSource, limits: ArchiveLimits | None = None,
@@ -820,6 +1022,9 @@ class SafeArchive:
         except BaseException:
             archive.close()
             raise
+        copies = _COPIES_IN_USE.get()
+        if copies is not None and archive.kind == "zip" and copies.describes(fp):
+            archive._copies = copies
         return archive
 
     # -- loading and validation --
@@ -943,7 +1148,9 @@ class SafeArchive:
         source = self._backend.open(entry)
         checked = _CheckedStream(source, entry.member.size, entry.member.crc32,
                                  entry.member.name)
-        return io.BufferedReader(checked, buffer_size=64 * KiB)
+        key = _copy_key(entry.ref) if self._copies is not None else None
+        take = partial(self._copies.take, *key) if self._copies is not None and key else None
+        return _MemberStream(checked, take)
 
     def read_bytes(self, name: str, max_bytes: int) -> bytes:
         """The whole content of a small member (a manifest), refused if it declares more

@@ -84,6 +84,56 @@ def test_copy_hashed_stops_reading_once_over_the_limit() -> None:
     assert info.value.details[0].expected == "<= 2500"
 
 
+class NoReadinto:
+    """A source with ``read`` only, whose pieces differ in size."""
+
+    def __init__(self, data: bytes) -> None:
+        self.stream = io.BytesIO(data)
+        self.turn = 0
+
+    def read(self, size: int) -> bytes:
+        self.turn += 1
+        return self.stream.read(size if self.turn % 3 else size // 3 + 1)
+
+
+def test_md5_on_the_worker_thread_sees_every_piece_in_order() -> None:
+    import os
+    import zlib
+
+    from server.store import PARALLEL_MIN
+
+    data = os.urandom(6 * PARALLEL_MIN + 12345)
+    expected = (len(data), hashlib.md5(data).hexdigest(), sha(data), zlib.crc32(data))
+    for source in (io.BytesIO(data), NoReadinto(data)):
+        out = io.BytesIO()
+        d = copy_hashed(cast(BinaryIO, source), out, block_size=PARALLEL_MIN + 7)
+        assert (d.size, d.md5, d.sha256, d.crc32) == expected
+        assert out.getvalue() == data
+
+
+def test_pushed_staging_file_is_hashed_fsynced_and_removable(repo: Repository) -> None:
+    import os
+    import zlib
+
+    from server.store import PARALLEL_MIN
+
+    data = os.urandom(3 * PARALLEL_MIN + 999)
+    staging = repo.store.open_staging(name="pushed.bin")
+    for start, end in ((0, 10), (10, PARALLEL_MIN + 10), (PARALLEL_MIN + 10, len(data))):
+        staging.write(data[start:end])
+    staged = staging.finish()
+    assert staged.path.read_bytes() == data and staged.name == "pushed.bin"
+    assert (staged.digests.size, staged.digests.md5, staged.digests.sha256,
+            staged.digests.crc32) == (len(data), hashlib.md5(data).hexdigest(), sha(data),
+                                      zlib.crc32(data))
+    staged.discard()
+    over = repo.store.open_staging(limit=5, name="small.bin")
+    with pytest.raises(SizeLimitExceeded):
+        over.write(b"123456")
+    over.discard()
+    assert list((store_root(repo) / ".staging").iterdir()) == []
+
+
 # -- deduplication and collection ----------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ from server.http.resources import (
     RootFolder,
 )
 from server.http.runtime import RequestState
-from server.http.uploads import StagedUpload, check_declared_size, receive
+from server.http.uploads import StagedPackage, check_declared_size, receive_package
 from server.http.wsgi import (
     Environ,
     StartResponse,
@@ -229,7 +229,8 @@ class PackageMiddleware(BaseMiddleware):
                                                replace_type=node.type)
             assert cls is not None
             started = time.monotonic()
-            result = packages.replace(state, cls, node.id, staged.source(), plan.request)
+            with staged.copies_in_use():
+                result = packages.replace(state, cls, node.id, staged.source(), plan.request)
             _log_ingest("replace", state, node, cls.name, staged, result, started)
         finally:
             staged.discard()
@@ -269,7 +270,8 @@ class PackageMiddleware(BaseMiddleware):
             assert cls is not None
             plan.request.parent = node.id
             started = time.monotonic()
-            result = packages.ingest(state, cls, staged.source(), plan.request)
+            with staged.copies_in_use():
+                result = packages.ingest(state, cls, staged.source(), plan.request)
             _log_ingest("ingest", state, node, cls.name, staged, result, started)
         finally:
             staged.discard()
@@ -285,12 +287,12 @@ class PackageMiddleware(BaseMiddleware):
         return responses.json_body(start_response, code, body, headers)
 
     def _receive(self, environ: Environ, state: RequestState,
-                 name: str | None) -> StagedUpload:
+                 name: str | None) -> StagedPackage:
         runtime = state.runtime
         state.release()
-        return receive(environ, staging_dir=runtime.staging_dir,
-                       limit=runtime.max_upload_size, block_size=runtime.block_size,
-                       name=name)
+        return receive_package(environ, staging_dir=runtime.staging_dir,
+                               store=runtime.repo.store, limit=runtime.max_upload_size,
+                               block_size=runtime.block_size, name=name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -496,11 +498,11 @@ def _check_conditions(environ: Environ, state: RequestState, node: Node) -> None
 
 
 def _log_ingest(kind: str, state: RequestState, node: Node, packager: str,
-                staged: StagedUpload, result: IngestResult, started: float) -> None:
+                staged: StagedPackage, result: IngestResult, started: float) -> None:
     primary = result.primary
     log.info("%s %s into %s %s by %s: %s bytes, %d object(s), primary %s %s, %.2fs",
              kind, packager, node.type.value, node.handle or node.id, state.login or
-             "anonymous", staged.digests.size, len(result.objects),
+             "anonymous", staged.size, len(result.objects),
              primary.outcome.value if primary else "-",
              (primary.handle or primary.uuid) if primary else "-",
              time.monotonic() - started)

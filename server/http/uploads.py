@@ -1,8 +1,8 @@
 """Request bodies into the staging area: size limit, framing and checksums.
 
-Every upload (POST, a PUT that replaces, a file dropped into a folder) is streamed with
-:func:`server.store.copy_hashed` into a private file under ``server.staging_dir`` -- one
-block in memory whatever the size.  The rules:
+Every upload (POST, a PUT that replaces, a file dropped into a folder) is streamed into a
+private file under ``server.staging_dir`` -- a block or two in memory whatever the size.
+The rules:
 
 * a declared ``Content-Length`` over the limit is refused (413) before a byte is read;
   an undeclared (chunked) body is cut off as soon as it passes the limit;
@@ -12,25 +12,48 @@ block in memory whatever the size.  The rules:
   and ``Content-Digest``/``Repr-Digest`` (RFC 9530) are checked against what arrived:
   a mismatch is 412;
 * the staged file is removed by whoever received it, when the request ends.
+
+A package (POST, a PUT that replaces) is received by :func:`receive_package` under the
+same rules, in one pass that also does what the ingest would otherwise redo: the body is
+hashed only when the client declared a checksum (nothing else needs its digests), and
+the STORED members of a zip (of at least one block) are copied into the store's staging
+area as they go by, hashed, and fsynced in the background (see
+:class:`server.archive.MemberCopies`).  The packager's reads of those members then take
+the copies instead of copying and hashing the bytes a second time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import logging
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from packagers.base import PackageSource
+from server.archive import MemberCopies, MemberCopy, StoredMemberSplitter
 from server.errors import Detail, InvalidInput, SizeLimitExceeded
 from server.http.errors import BadRequest, IncompleteBody
 from server.http.wsgi import Environ, content_length, header_text
-from server.store import Digests, copy_hashed, verify_expected
+from server.store import (
+    ContentStore,
+    Digests,
+    Hasher,
+    StagedContent,
+    StagingFile,
+    copy_hashed,
+    size_limit_exceeded,
+    verify_expected,
+)
+
+log = logging.getLogger(__name__)
 
 _HEX_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 _DIGEST_ALGORITHMS = {"md5": "md5", "sha-256": "sha256", "sha256": "sha256"}
@@ -132,13 +155,17 @@ def _remove_staging(path: Path) -> None:
             pass
 
 
+def _check_complete(size: int, declared: int | None) -> None:
+    if declared is not None and size != declared:
+        raise IncompleteBody(
+            f"the request body ended after {size} of {declared} bytes",
+            [Detail("body shorter than Content-Length", field="Content-Length",
+                    expected=str(declared), found=str(size))])
+
+
 def _finish(path: Path, digests: Digests, environ: Environ, declared: int | None,
             name: str | None, content_type: str | None) -> StagedUpload:
-    if declared is not None and digests.size != declared:
-        raise IncompleteBody(
-            f"the request body ended after {digests.size} of {declared} bytes",
-            [Detail("body shorter than Content-Length", field="Content-Length",
-                    expected=str(declared), found=str(digests.size))])
+    _check_complete(digests.size, declared)
     md5, sha256 = expected_checksums(environ)
     verify_expected(digests, name=name or "request body", md5=md5, sha256=sha256)
     return StagedUpload(path, digests, name, content_type)
@@ -183,6 +210,133 @@ def receive(environ: Environ, *, staging_dir: Path, limit: int, block_size: int,
     except BaseException:
         _remove_staging(path)
         raise
+
+
+@dataclass
+class StagedPackage:
+    """A received package on disk (alone in a private directory, under the client's file
+    name), its size, and the copies of its STORED zip members made as it arrived."""
+
+    path: Path
+    size: int
+    copies: MemberCopies | None
+    name: str | None = None
+    content_type: str | None = None
+
+    def source(self) -> PackageSource:
+        return PackageSource(self.path, name=self.name, content_type=self.content_type)
+
+    def copies_in_use(self) -> contextlib.AbstractContextManager[None]:
+        """Around the ingest: reads of copied members take the copies."""
+        return self.copies.in_use() if self.copies is not None else contextlib.nullcontext()
+
+    def discard(self) -> None:
+        """Remove the package and every copy the ingest did not take."""
+        if self.copies is not None:
+            for copy in self.copies.take_rest():
+                copy.discard()
+        _remove_staging(self.path)
+
+
+def receive_package(environ: Environ, *, staging_dir: Path, store: ContentStore,
+                    limit: int, block_size: int, name: str | None = None) -> StagedPackage:
+    """Stream a package body into a staged file in one pass (see the module notes):
+    framing, size limit and declared checksums are checked as by :func:`receive`."""
+    declared = check_declared_size(environ, limit)
+    md5, sha256 = expected_checksums(environ)
+    label = name or "request body"
+    hasher = Hasher(name=label) if md5 or sha256 else None
+    copier = _MemberCopier(store, min_size=block_size)
+    fd, path = _new_staging_file(staging_dir, name)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as out:
+            reader = _InputReader(environ["wsgi.input"], declared)
+            size = 0
+            while data := reader.read(block_size):
+                size += len(data)
+                if size > limit:
+                    raise size_limit_exceeded(label, limit)
+                if hasher is not None:
+                    hasher.update(data)
+                out.write(data)
+                copier.feed(data)
+        environ["wsgidav.all_input_read"] = 1
+        _check_complete(size, declared)
+        if hasher is not None:
+            verify_expected(hasher.digests(), name=label, md5=md5, sha256=sha256)
+        copies = copier.finish(path)
+    except BaseException:
+        copier.discard()
+        _remove_staging(path)
+        raise
+    return StagedPackage(path, size, copies, name, environ.get("CONTENT_TYPE"))
+
+
+class _MemberCopier:
+    """Copies the STORED members (of at least ``min_size`` bytes) of a zip being received
+    into the store's staging area; each copy is finished (hashed, fsynced) on a background
+    thread as soon as it is complete, at most :attr:`MAX_FINISHING` at a time."""
+
+    MAX_FINISHING = 8
+
+    def __init__(self, store: ContentStore, *, min_size: int) -> None:
+        self._store = store
+        self._splitter = StoredMemberSplitter(min_size)
+        self._current: StagingFile | None = None
+        self._finishing: list[tuple[int, bytes, Future[StagedContent]]] = []
+        self._flusher: ThreadPoolExecutor | None = None
+
+    def feed(self, data: bytes) -> None:
+        for piece in self._splitter.feed(data):
+            if self._current is None:
+                self._current = self._store.open_staging()
+            self._current.write(piece.data)
+            if piece.last:
+                staging, self._current = self._current, None
+                if self._flusher is None:
+                    self._flusher = ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix="davpack-copy")
+                self._finishing.append((piece.offset, piece.raw_name,
+                                        self._flusher.submit(staging.finish)))
+                if len(self._finishing) > self.MAX_FINISHING:
+                    self._finishing[-self.MAX_FINISHING - 1][2].exception()
+
+    def finish(self, archive: Path) -> MemberCopies | None:
+        """The complete copies (a copy whose finishing failed is left out: reading the
+        member will copy it again, and report the failure if it recurs)."""
+        if self._current is not None:  # the body ended inside a member
+            self._current.discard()
+            self._current = None
+        copies: list[MemberCopy] = []
+        for offset, raw_name, finishing in self._finishing:
+            try:
+                staged = finishing.result()
+            except OSError as exc:
+                log.warning("a member copy could not be finished: %s", exc)
+                continue
+            copies.append(MemberCopy(offset, raw_name, staged.digests.size,
+                                     staged.digests.crc32, staged))
+        found = MemberCopies(archive, copies) if copies else None
+        self._finishing.clear()  # the copies are the caller's now
+        self._stop()
+        return found
+
+    def discard(self) -> None:
+        if self._current is not None:
+            self._current.discard()
+            self._current = None
+        for _offset, _name, finishing in self._finishing:
+            try:
+                finishing.result().discard()
+            except Exception:  # a copy that failed to finish removed itself
+                pass
+        self._finishing.clear()
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.shutdown()
+            self._flusher = None
 
 
 class _ChunkSource:
