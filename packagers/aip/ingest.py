@@ -353,6 +353,13 @@ class IngestRun:
         self.missing: list[Detail] = []
         self.top_target: uuid.UUID | None = None
         self.fresh: set[uuid.UUID] = set()
+        # UUIDs of the package at hand that one query found unused and nothing has taken
+        # yet (see free_uuid); people, groups and schemas found by name, since policies and
+        # submitters name the same few thousands of times (apply_roles, the only step that
+        # creates, renames or rekeys people and groups, forgets them).
+        self.absent: set[uuid.UUID] = set()
+        self.subjects: dict[tuple[type, str], m.DSpaceObject] = {}
+        self.schemas: set[str] = set()
 
     # -- helpers --
 
@@ -389,9 +396,39 @@ class IngestRun:
         """The package's UUID for a new object, when restoring and when it is unused."""
         if not self.restore or wanted is None:
             return None
+        if wanted in self.absent:
+            self.absent.discard(wanted)
+            return wanted
         if self.get(wanted) is not None:
             return None
         return wanted
+
+    def note_absent(self, wanted: list[uuid.UUID | None]) -> None:
+        """Look up the UUIDs a package is about to create in one query, for
+        :meth:`free_uuid` (rather than one query per bundle and file)."""
+        ids = {w for w in wanted if w is not None}
+        if not self.restore or not ids:
+            self.absent = set()
+            return
+        taken = set(self.ctx.session.scalars(
+            select(m.DSpaceObject.id).where(m.DSpaceObject.id.in_(ids))))
+        self.absent = ids - taken
+
+    def group_named(self, internal: str) -> m.Group | None:
+        found = self.subjects.get((m.Group, internal))
+        if found is None:
+            found = authz.group_by_name(self.ctx, internal)
+            if found is not None:
+                self.subjects[(m.Group, internal)] = found
+        return cast(m.Group | None, found)
+
+    def person_with_email(self, email: str) -> m.EPerson | None:
+        found = self.subjects.get((m.EPerson, email))
+        if found is None:
+            found = people.by_email(self.ctx, email)
+            if found is not None:
+                self.subjects[(m.EPerson, email)] = found
+        return cast(m.EPerson | None, found)
 
     def note_time(self, obj: m.DSpaceObject, when: datetime | None) -> None:
         if self.restore and when is not None:
@@ -525,6 +562,7 @@ class IngestRun:
         if self.request.mode is Mode.SUBMIT:
             return None
         by_id = self.get(mf.uuid)
+        self.absent = {mf.uuid} if by_id is None and mf.uuid is not None else set()
         by_handle = None if self.opts.ignore_handle else self.by_handle(mf.handle,
                                                                         package=False)
         if by_id is not None and by_handle is not None and by_id.id != by_handle.id:
@@ -678,11 +716,11 @@ class IngestRun:
         group = person = None
         if spec.group is not None:
             internal, _missing = roles.import_group_name(spec.group, self.handle_uuid)
-            group = authz.group_by_name(self.ctx, internal) if internal else None
+            group = self.group_named(internal) if internal else None
             if group is None:
                 return False
         else:
-            person = people.by_email(self.ctx, spec.person or "")
+            person = self.person_with_email(spec.person or "")
             if person is None:
                 return False
         authz.add_policy(self.ctx, obj, spec.action, group=group, eperson=person,
@@ -693,8 +731,10 @@ class IngestRun:
     def add_values(self, obj: m.DSpaceObject, values: list[Value], package: str) -> None:
         if not values:
             return
-        schemas = {v.schema for v in values}
-        unknown = sorted(s for s in schemas if metadata.get_schema(self.ctx, s) is None)
+        for schema in {v.schema for v in values} - self.schemas:
+            if metadata.get_schema(self.ctx, schema) is not None:
+                self.schemas.add(schema)  # an ingest never creates schemas
+        unknown = sorted({v.schema for v in values} - self.schemas)
         if unknown:
             raise UnknownMetadataField(
                 "Unknown Metadata Schema encountered (" + ", ".join(unknown) + "): create "
@@ -710,6 +750,8 @@ class IngestRun:
             return
         document = roles.read_roles(section.xml)
         ctx = self.ctx
+        self.subjects.clear()
+        self.absent = set()
         conflicts: list[Detail] = []
         keep = self.request.keep_existing
         for spec in document.people:
@@ -788,6 +830,7 @@ class IngestRun:
             for _member_id, name in spec_g.member_groups:
                 if not self.add_group_member(group.id, name):
                     self.deferred_members.append((group.id, name, mf.name))
+        self.subjects.clear()
 
     def add_group_member_by_name(self, exported_parent: str, member: m.Group) -> bool:
         """Put ``member`` into the group exported as ``exported_parent`` (False: missing)."""
@@ -996,7 +1039,7 @@ class IngestRun:
         email = techmd.first("dc.creator")
         if not email:
             return None
-        person = people.by_email(self.ctx, email)
+        person = self.person_with_email(email)
         if person is None:
             self.warn(f"{pkg.label}: submitter {email} does not exist; the item is restored "
                       "without that submitter")
@@ -1044,9 +1087,13 @@ class IngestRun:
                       ext: extension.ExtObject | None) -> None:
         mf = pkg.manifest
         used_seq: set[int] = set()
-        for group in mf.groups:
-            if group.use == "LOGO":
-                continue
+        groups = [g for g in mf.groups if g.use != "LOGO"]
+        wanted: list[uuid.UUID | None] = [f.uuid for g in groups for f in g.files]
+        for group in groups:
+            bundle_ext = ext.bundle(group.use) if ext is not None else None
+            wanted.append(bundle_ext.id if bundle_ext is not None else None)
+        self.note_absent(wanted)
+        for group in groups:
             bundle_ext = ext.bundle(group.use) if ext is not None else None
             bundle = objects.create_bundle(
                 self.ctx, item, group.use,
