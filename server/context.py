@@ -13,16 +13,17 @@ Content released by deletions is collected only after commit, by :meth:`Reposito
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from sqlalchemy import Engine, delete, event, exists, inspect, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, Table, delete, event, exists, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from server import models as m
 from server.config import Config
@@ -223,21 +224,23 @@ class Context:
         An existing row is share-locked so the collector cannot remove it under us; a new
         row is ours until commit (a concurrent inserter of the same key waits for us).
         """
-        query = (select(m.StoredContent).where(m.StoredContent.sha256 == sha256)
-                 .with_for_update(read=True))
-        # A lost insert race is retried from the select: the unit that won may have
-        # committed, released the content and had it collected before we look again.
+        values = {"sha256": sha256, "size": size, "md5": md5, "crc32": crc32,
+                  "created": m.utcnow()}
+        # Insert first (new content is the common case: one statement, no savepoint); a
+        # row that vanishes between a refused insert and the select (the unit that had it
+        # committed, released it and had it collected) is claimed again from the insert.
+        insert_new = _insert_new_content(self.session.get_bind().dialect.name)
         for _attempt in range(_CLAIM_ATTEMPTS):
-            row = self.session.scalars(query).first()
+            if self.session.execute(insert_new, values).first() is not None:
+                new = m.StoredContent(**values)
+                make_transient_to_detached(new)
+                self.session.add(new)
+                return new, True
+            row = self.session.scalars(select(m.StoredContent)
+                                       .where(m.StoredContent.sha256 == sha256)
+                                       .with_for_update(read=True)).first()
             if row is not None:
                 return row, False
-            try:
-                with self.session.begin_nested():
-                    row = m.StoredContent(sha256=sha256, size=size, md5=md5, crc32=crc32)
-                    self.session.add(row)
-                return row, True
-            except IntegrityError:
-                continue
         raise Conflict(f"content {sha256} is being stored and removed concurrently; try again",
                        [Detail("content claim contended", field="sha256", found=sha256)])
 
@@ -264,6 +267,17 @@ class Context:
                 log.error("could not remove %s after rollback: %s", key, exc)
         self.placed_content.clear()
         self.released_content.clear()
+
+
+@functools.cache
+def _insert_new_content(dialect_name: str) -> sqlite.Insert | postgresql.Insert:
+    """INSERT of a ``stored_content`` row that does nothing when the key exists (a
+    concurrent inserter of the same key makes us wait for its outcome); it returns the key
+    only when it inserted (the portable way to tell: psycopg reports no row count)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table = cast(Table, m.StoredContent.__table__)
+    return (dialect.insert(table).on_conflict_do_nothing(index_elements=["sha256"])
+            .returning(table.c.sha256))
 
 
 def _touch_changed(session: Session, _flush_context: object, _instances: object) -> None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from core_support import Structure, add_file, get, make_structure, new_item
+from core_support import Structure, add_file, count, get, make_structure, new_item
 from sqlalchemy import select
 
 from server import models as m
 from server.context import Context, Repository
 from server.errors import Conflict, InvalidInput, UnknownMetadataField
-from server.services import handles, metadata, objects, people
+from server.services import authz, handles, metadata, objects, people
 from server.services.metadata import Value
 
 # -- handles ----------------------------------------------------------------------------
@@ -445,3 +447,120 @@ def test_pinned_last_modified_survives_later_changes(repo, admin):
     with repo.context(write=False) as ctx:
         assert ctx.session.get(m.Item, item_id).last_modified == when
         assert ctx.session.get(m.Bundle, bundle_id).last_modified != when
+
+
+# -- many items at once --------------------------------------------------------------------
+
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?")
+
+
+def _item_rows(ctx: Context, item_id: uuid.UUID) -> dict[str, object]:
+    """Everything stored for an item and its bundles and files, with its own identifiers
+    (UUIDs, handle, times) replaced by what they are, so two items can be compared."""
+    item = get(ctx, m.Item, item_id)
+    own = {item.handle: "<handle>"} if item.handle else {}
+
+    def values(obj: m.DSpaceObject) -> list[tuple[object, ...]]:
+        rows = sorted(obj.metadata_values, key=lambda v: v.id)
+        return [(v.field.name, v.place,
+                 _TIME.sub("<time>", own.get(v.value.rsplit("/handle/", 1)[-1], v.value)),
+                 v.language, v.authority, v.confidence) for v in rows]
+
+    def policies(obj: m.DSpaceObject) -> list[tuple[object, ...]]:
+        return [(p.action, p.group_id, p.eperson_id, p.start_date, p.end_date, p.name,
+                 p.description, p.rptype) for p in obj.policies]
+
+    def bitstream(b: m.Bitstream) -> dict[str, object]:
+        skip = {"id", "bundle_id", "last_modified", "handle"}
+        columns = {c.key: getattr(b, c.key) for c in m.Bitstream.__mapper__.column_attrs
+                   if c.key not in skip}
+        return {**columns, "values": values(b), "policies": policies(b)}
+
+    return {
+        "item": {c.key: getattr(item, c.key) for c in m.Item.__mapper__.column_attrs
+                 if c.key not in {"id", "handle", "last_modified"}},
+        "has_handle": item.handle is not None,
+        "values": values(item), "policies": policies(item),
+        "mapped": [c.id for c in item.mapped_collections],
+        "bundles": [{"name": b.name, "position": b.position, "policies": policies(b),
+                     "primary": b.primary_bitstream.name if b.primary_bitstream else None,
+                     "files": [bitstream(f) for f in b.bitstreams]} for b in item.bundles],
+    }
+
+
+@pytest.mark.parametrize("workflow", [False, True])
+def test_create_items_writes_the_rows_the_single_object_services_write(
+        repo: Repository, workflow: bool) -> None:
+    """The bulk path and the one-object-at-a-time path give identical items: values and
+    places, bundles, positions, sequence ids, primary file, policies inherited or given,
+    mapping, workflow state, system metadata."""
+    s = make_structure(repo)
+    values = [Value("dc.title", "Same item", "en"), Value("dc.contributor.author", "A, B"),
+              Value("dc.contributor.author", "C, D", authority="x1", confidence=600),
+              Value("dc.subject", "one"), Value("dc.title", "Second title")]
+    files = [("ORIGINAL", b"first file", "a.pdf", True, (), None),
+             ("TEXT", b"extracted", "a.pdf.txt", False, (), None),
+             ("ORIGINAL", b"second file", "b.png", False,
+              (Value("iiif.label", "Figure 1"),), m.Action.READ)]
+    with repo.context(system=True) as ctx:
+        collection = get(ctx, m.Collection, s.collection)
+        other = get(ctx, m.Collection, s.other_collection)
+        objects.set_workflow_enabled(ctx, collection, workflow)
+        admins = get(ctx, m.Group, authz.admin_group(ctx).id)
+        one = objects.create_item(ctx, collection)
+        metadata.add_values(ctx, one, values)
+        new_files = []
+        for bundle, data, name, primary, extra, action in files:
+            content = ctx.add_content(io.BytesIO(data), name=name)
+            bitstream = objects.add_bitstream(
+                ctx, objects.bundle_named(ctx, one, bundle), content, name=name,
+                mime_type="application/x-test", description=f"about {name}",
+                primary=primary)
+            metadata.add_values(ctx, bitstream, list(extra), create=True)
+            if action is not None:
+                authz.clear_policies(ctx, bitstream)
+                authz.add_policy(ctx, bitstream, action, group=admins)
+            new_files.append(objects.NewFile(
+                bundle, content, name, mime_type="application/x-test",
+                description=f"about {name}", primary=primary, values=extra,
+                policies=None if action is None else [(action, admins)]))
+        objects.submit(ctx, one)
+        objects.map_item(ctx, one, other)
+        [many] = objects.create_items(ctx, [objects.NewItem(
+            collection, values, new_files, mapped=[other, collection])])
+        assert (many.handle is None) == workflow
+    with repo.context(write=False) as ctx:
+        assert _item_rows(ctx, many.id) == _item_rows(ctx, one.id)
+        assert get(ctx, m.Item, many.id).handle == many.handle
+
+
+def test_create_items_mints_around_given_handles_and_checks_before_writing(
+        repo: Repository) -> None:
+    s = make_structure(repo)  # handles 1-3
+    with repo.context(system=True) as ctx:
+        collection = get(ctx, m.Collection, s.collection)
+        made = objects.create_items(ctx, [
+            objects.NewItem(collection, [Value("dc.title", "minted")]),
+            objects.NewItem(collection, [Value("dc.title", "given")], handle="123456789/5"),
+            objects.NewItem(collection, [Value("dc.title", "minted")]),
+            objects.NewItem(collection, [Value("dc.title", "minted")])])
+    assert [c.handle for c in made] == ["123456789/4", "123456789/5", "123456789/6",
+                                        "123456789/7"]
+    before = count(repo, m.DSpaceObject)
+    for bad, error in (
+            ([objects.NewItem(collection, [Value("dc.title", "x")], handle="123456789/5")],
+             Conflict),
+            ([objects.NewItem(collection, [Value("dc.title", "x")], handle="123456789/9"),
+              objects.NewItem(collection, [Value("dc.title", "y")], handle="123456789/9")],
+             Conflict),
+            ([objects.NewItem(collection, [Value("dc.title", "x")], object_id=made[0].id)],
+             Conflict),
+            ([objects.NewItem(collection, [Value("dc.title", "x")]),
+              objects.NewItem(collection, [Value("dc.nosuchfield", "x")])],
+             UnknownMetadataField)):
+        with pytest.raises(error), repo.context(system=True) as ctx:
+            objects.create_items(ctx, [objects.NewItem(get(ctx, m.Collection, s.collection),
+                                                       d.values, handle=d.handle,
+                                                       object_id=d.object_id) for d in bad])
+    assert count(repo, m.DSpaceObject) == before

@@ -1,5 +1,5 @@
-"""Batches: item-by-item commits, the mapfile, --resume after a failure or a crash,
---validate reporting every problem at once, and constant memory over 1 000 items."""
+"""Batches: a commit per group of items, the mapfile, --resume after a failure or a
+crash, --validate reporting every problem at once, and constant memory over 1 000 items."""
 
 from __future__ import annotations
 
@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_DATABASE_URL
-from core_support import clean_environ, make_structure, write_cli_config
+from core_support import clean_environ, files_under, make_structure, store_root, write_cli_config
 from saf_support import count, ingest, items_in, nothing_stored, write_item
 
-from packagers.base import IngestedObject
+from packagers.base import IngestedObject, Operation
 from packagers.errors import ObjectExists, PackageError, PackageValidationError
+from packagers.saf import importer
 from packagers.saf.mapfile import Mapfile
+from packagers.saf.reader import ItemFolder, ItemPlan
 from server import models as m
 from server.cli import main
 from server.context import Repository
 from server.errors import PermissionDenied
 from server.services import objects
+from server.store import StagedContent
 
 
 def numbered_batch(root: Path, n: int, *, files: bool = True) -> Path:
@@ -42,20 +45,21 @@ def mapfile_folders(path: Path) -> list[str]:
     return [line.rsplit(" ", 1)[0] for line in path.read_text().splitlines()]
 
 
-def test_items_commit_one_by_one_and_the_mapfile_follows(repo: Repository,
-                                                         tmp_path: Path) -> None:
+def test_items_commit_a_group_at_a_time_and_the_mapfile_follows(
+        repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "GROUP_ITEMS", 2)
     structure = make_structure(repo)
     numbered_batch(tmp_path / "batch", 5)
     mapfile = tmp_path / "map"
     seen: list[tuple[int, int]] = []
 
     def on_object(obj: IngestedObject) -> None:
-        # called after each commit: the item is visible to others, and in the mapfile
+        # called after its group's commit: the item is visible to others, and in the mapfile
         seen.append((count(repo, m.Item), len(mapfile.read_text().splitlines())))
 
     result = ingest(repo, tmp_path / "batch", structure.collection, mapfile=str(mapfile),
                     on_object=on_object)
-    assert seen == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+    assert seen == [(2, 2), (2, 2), (4, 4), (4, 4), (5, 5)]
     assert [line.split() for line in mapfile.read_text().splitlines()] == [
         [o.package, o.handle] for o in result.objects]
     assert not Path(f"{mapfile}.pending").exists()
@@ -66,9 +70,12 @@ def test_items_commit_one_by_one_and_the_mapfile_follows(repo: Repository,
     assert count(repo, m.Item) == 5
 
 
-def test_resume_after_an_item_fails_mid_batch(repo: Repository, tmp_path: Path) -> None:
-    """Item 3 claims a handle that another writer takes while the batch runs (after item 1
-    committed): items 0-2 stay, the error names the folder, resume imports 3-5 once."""
+def test_resume_after_an_item_fails_mid_batch(repo: Repository, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 3 claims a handle that another writer takes while the batch runs (after the
+    group of items 0-1 committed): its group (2-3) fails and is redone item by item, so
+    items 0-2 stay, the error names the folder, resume imports 3-5 once."""
+    monkeypatch.setattr(importer, "GROUP_ITEMS", 2)
     structure = make_structure(repo)
     batch = numbered_batch(tmp_path / "batch", 6)
     (batch / "item_0003" / "handle").write_text("123456789/9999\n")
@@ -100,6 +107,35 @@ def test_resume_after_an_item_fails_mid_batch(repo: Repository, tmp_path: Path) 
     assert count(repo, m.Item) == 6
 
 
+def test_a_folder_unreadable_mid_group_stops_after_the_items_before_it(
+        repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of item 3 vanishes after validation: the items staged before it (same group)
+    are committed and recorded first, item 3 leaves nothing, resume imports 3-4."""
+    structure = make_structure(repo)
+    batch = numbered_batch(tmp_path / "batch", 5)
+    mapfile = tmp_path / "map"
+    real_stage_files = importer.stage_files
+
+    def vanishing(op: Operation, item: ItemFolder, plan: ItemPlan) -> list[StagedContent]:
+        if plan.folder == "item_0003":
+            raise FileNotFoundError(2, "No such file or directory", "item_0003/f.txt")
+        return real_stage_files(op, item, plan)
+
+    monkeypatch.setattr(importer, "stage_files", vanishing)
+    with pytest.raises(PackageError) as caught:
+        ingest(repo, batch, structure.collection, mapfile=str(mapfile))
+    assert caught.value.message.startswith("item_0003: cannot read the item")
+    assert "3 item(s) before it were committed" in caught.value.details[0].message
+    assert mapfile_folders(mapfile) == ["item_0000", "item_0001", "item_0002"]
+    assert titles(repo, structure.collection) == ["Item 0", "Item 1", "Item 2"]
+    assert count(repo, m.StoredContent) == 3
+    assert files_under(store_root(repo) / ".staging") == []
+    monkeypatch.undo()
+    result = ingest(repo, batch, structure.collection, mapfile=str(mapfile), resume="true")
+    assert [o.package for o in result.objects] == ["item_0003", "item_0004"]
+    assert count(repo, m.Item) == 5
+
+
 def test_resume_settles_an_item_committed_but_not_yet_in_the_mapfile(
         repo: Repository, tmp_path: Path) -> None:
     """The crash window between a commit and its mapfile line: the journal names the item,
@@ -123,8 +159,9 @@ def test_resume_imports_a_journalled_item_that_was_rolled_back(repo: Repository,
                                                                tmp_path: Path) -> None:
     journal = Mapfile(tmp_path / "map")
     journal.path.write_text("item_0000 123456789/5\n")
-    journal.begin("item_0001", uuid.uuid4())
-    assert journal.recover(lambda _id: None) is not None  # not committed: forgotten
+    journal.begin([("item_0001", uuid.uuid4())])
+    assert journal.recover(lambda _id: None) == [
+        "item_0001: was not committed before the interruption; importing it"]  # forgotten
     assert journal.read() == {"item_0000": "123456789/5"}
     assert not journal.pending_path.exists()
     structure = make_structure(repo)
@@ -139,7 +176,7 @@ def test_resume_after_the_process_is_killed(repo: Repository, tmp_path: Path) ->
     """A real crash: ``davpack import`` is SIGKILLed mid-batch; ``--resume`` completes the
     batch with every item exactly once."""
     structure = make_structure(repo)
-    total = 60
+    total = 2 * importer.GROUP_ITEMS + 50
     numbered_batch(tmp_path / "batch", total)
     config = write_cli_config(tmp_path, repo)
     mapfile = tmp_path / "map"
@@ -150,7 +187,7 @@ def test_resume_after_the_process_is_killed(repo: Repository, tmp_path: Path) ->
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if mapfile.exists() and len(mapfile.read_text().splitlines()) >= 5:
+        if mapfile.exists() and mapfile.read_text():  # the first group is in
             break
         if proc.poll() is not None:
             break
@@ -159,7 +196,8 @@ def test_resume_after_the_process_is_killed(repo: Repository, tmp_path: Path) ->
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(mapfile.read_text().splitlines())
-    assert 5 <= done < total, f"the import was not interrupted mid-batch ({done} items)"
+    assert importer.GROUP_ITEMS <= done < total, \
+        f"the import was not interrupted mid-batch ({done} items)"
     resumed = subprocess.run([*base, "-R"], env=clean_environ(), capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -305,9 +343,9 @@ def test_a_depositor_gets_new_handles_and_needs_add_rights(repo: Repository, adm
 
 @pytest.mark.slow
 @pytest.mark.skipif(TEST_DATABASE_URL is not None, reason="the 1 000-item run is SQLite-only")
-def test_thousand_items_item_by_item_in_flat_memory(repo: Repository, tmp_path: Path) -> None:
-    """1 000 items: each is visible (committed) when it is reported, and what stays
-    allocated after item 100 grows only by the receipt line of each further item.
+def test_thousand_items_in_groups_in_flat_memory(repo: Repository, tmp_path: Path) -> None:
+    """1 000 items: each is visible (committed with its group) when it is reported, and
+    what stays allocated after item 100 grows only by the receipt line of each further item.
 
     Memory is measured as live objects and allocated blocks after a full collection
     (cheap, unlike tracing), at item 100 and at the last item.
@@ -330,7 +368,8 @@ def test_thousand_items_item_by_item_in_flat_memory(repo: Repository, tmp_path: 
 
     ingest(repo, tmp_path / "batch", structure.collection, mapfile=str(tmp_path / "map"),
            on_object=on_object)
-    assert visible == [(1, 1), (2, 2), (500, 500), (total, total)]
+    group = importer.GROUP_ITEMS
+    assert visible == [(1, group), (2, group), (500, 500), (total, total)]
     assert count(repo, m.Item) == total
     objects_per_item = (memory[total][0] - memory[100][0]) / (total - 100)
     blocks_per_item = (memory[total][1] - memory[100][1]) / (total - 100)

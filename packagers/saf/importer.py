@@ -7,18 +7,21 @@ The run has three passes:
    ``permissions:``, handles already taken, relationship targets).  Every problem of every
    item is collected; if there is any, the batch is refused with one error listing them
    all and nothing is written.  ``validate=true`` stops here (a dry run).
-2. **Items**: each folder is read again and imported in its own unit of work.  Its files
-   are staged (hashed, fsynced) *before* the transaction starts, so the database is locked
-   only for the rows.  After the commit the mapfile line is appended and fsynced (see
-   :mod:`packagers.saf.mapfile`) and the caller is told (``Operation.report``).  A
-   failure rolls back that item alone and stops the batch; the items before it stay, are
-   listed in the mapfile, and ``resume`` continues after them.
+2. **Items**, in groups (:data:`GROUP_ITEMS` items, or fewer when their files reach
+   :data:`GROUP_BYTES`): each folder is read again and its files are staged (hashed,
+   fsynced) *before* the group's transaction starts, so the database is locked only for
+   the rows, which :func:`objects.create_items` writes in bulk.  After the commit the
+   group's mapfile lines are appended and fsynced (see :mod:`packagers.saf.mapfile`) and
+   the caller is told of each item (``Operation.report``).  When a group fails it is
+   rolled back and imported again item by item, each in its own transaction, so the
+   failure stops the batch at the item at fault: the items before it stay, are listed in
+   the mapfile, and ``resume`` continues after them.
 3. **Relationships**, once every item exists (``folderName:`` targets need them): one
    unit of work per item that has any.  A relationship that already links the same two
    items with the same type is not made twice, so a resumed run may redo this pass.
 
-Memory does not grow with the batch: a folder's plan is dropped once its item committed;
-only folder -> handle references (for relationships) and the receipt are kept.
+Memory does not grow with the batch: a group's plans are dropped once it committed; only
+folder -> handle references (for relationships) and the receipt are kept.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ from server.store import StagedContent
 PRESERVED_ON_REPLACE = ("dc.date.accessioned", "dc.date.available", "dc.identifier.uri",
                         "dc.description.provenance")
 MAX_REPORTED = 10_000
+# A group of items is one transaction: large enough that commits, journal writes and bulk
+# inserts are paid per group, small enough that the database is locked briefly and staged
+# files (waiting for the commit) stay few.
+GROUP_ITEMS = 100
+GROUP_BYTES = 64 * 1024 * 1024
 
 _MIME = mimetypes.MimeTypes()  # Python's built-in table only: the same result everywhere
 
@@ -286,11 +294,7 @@ class BatchImporter:
             return self.result
         if self.mapfile is not None and not self.mapfile.exists():
             self.mapfile.create()
-        relations: list[tuple[str, list[RelationSpec]]] = []
-        for folder in todo:
-            specs = self._import_folder(folder)
-            if specs:
-                relations.append((folder, specs))
+        relations = self._import_all(todo)
         self._relate_all(folders, done, relations)
         if self.mapfile is not None:
             self.mapfile.finish()
@@ -314,9 +318,7 @@ class BatchImporter:
                 "resume continues the run that wrote this mapfile", file=str(
                     self.mapfile.path))])
         if not self.settings.validate_only:
-            message = self.mapfile.recover(self._ref_of_committed)
-            if message:
-                self.result.warnings.append(message)
+            self.result.warnings.extend(self.mapfile.recover(self._ref_of_committed))
         done = self.mapfile.read()
         self.refs.update(done)
         return done
@@ -367,112 +369,143 @@ class BatchImporter:
 
     # -- pass 2 -----------------------------------------------------------------------
 
-    def _import_folder(self, folder: str) -> list[RelationSpec]:
+    def _import_all(self, todo: Sequence[str]) -> list[tuple[str, list[RelationSpec]]]:
+        """Import the folders a group at a time; the relationships still to make."""
+        relations: list[tuple[str, list[RelationSpec]]] = []
+        group: list[_Staged] = []
+        size = 0
+        try:
+            for folder in todo:
+                try:
+                    ready = self._stage(folder)
+                except (DavpackError, OSError) as exc:
+                    relations += self._import_group(group)  # the items before it stay
+                    group = []
+                    raise self._stopped(folder, exc) from None
+                group.append(ready)
+                size += sum(piece.digests.size for piece in ready.staged)
+                if len(group) >= GROUP_ITEMS or size >= GROUP_BYTES:
+                    relations += self._import_group(group)
+                    group, size = [], 0
+            relations += self._import_group(group)
+        finally:
+            for ready in group:
+                ready.discard()
+        return relations
+
+    def _stage(self, folder: str) -> _Staged:
+        """Read a folder again and stage its files (no database lock held)."""
         item = self.source.item(folder)
+        plan, found = read_item(item)
+        if found:
+            raise problem_error(f"{folder} changed since it was validated", found)
+        add_notes(item, plan, self._honor_handles, self.settings.ignore_handles)
+        return _Staged(folder, plan, stage_files(self.op, item, plan))
+
+    def _stopped(self, folder: str, exc: DavpackError | OSError) -> DavpackError:
+        """The error that stops the batch at ``folder``, saying what was kept."""
+        if self.mapfile is not None:
+            self.mapfile.abort()
         note = (f"the batch stopped at this item; the {self.committed} item(s) before it "
                 "were committed" + (" and are in the mapfile: fix the problem and continue "
                                    "with resume (--resume/-R)" if self.mapfile else ""))
+        if isinstance(exc, DavpackError):
+            return _annotate(exc, folder, note)
+        return PackageError(f"{folder}: cannot read the item: {exc}",
+                            [Detail(note, file=folder),
+                             Detail(str(exc), file=getattr(exc, "filename", None))])
+
+    def _import_group(self, group: list[_Staged]) -> list[tuple[str, list[RelationSpec]]]:
+        """One transaction for the group; if it fails, one per item to find the culprit."""
+        if not group:
+            return []
+        ids = [uuid.uuid4() for _ready in group]
+        if self.mapfile is not None:
+            self.mapfile.begin([(ready.folder, i) for ready, i in zip(group, ids, strict=True)])
         try:
-            plan, found = read_item(item)
-            if found:
-                raise problem_error(f"{folder} changed since it was validated", found)
-            add_notes(item, plan, self._honor_handles, self.settings.ignore_handles)
-            staged = stage_files(self.op, item, plan)
+            with self.op.context() as ctx:
+                made = self._create(ctx, group, ids)
+        except Exception as exc:
+            if len(group) > 1:
+                if self.mapfile is not None:
+                    self.mapfile.abort()
+                return self._one_by_one(group)
+            if isinstance(exc, (DavpackError, OSError)):
+                raise self._stopped(group[0].folder, exc) from None
+            raise
+        finally:
+            for ready in group:
+                ready.discard()
+        self.committed += len(made)
+        for ready, obj in zip(group, made, strict=True):
+            self.refs[ready.folder] = obj.handle or str(obj.uuid)
+        if self.mapfile is not None:
+            self.mapfile.commit([(ready.folder, self.refs[ready.folder]) for ready in group])
+        relations = []
+        for ready, obj in zip(group, made, strict=True):
+            obj.warnings.extend(ready.plan.warnings)
+            self.result.objects.append(obj)
+            self.op.report(obj)
+            if ready.plan.relations:
+                relations.append((ready.folder, ready.plan.relations))
+        return relations
+
+    def _one_by_one(self, group: list[_Staged]) -> list[tuple[str, list[RelationSpec]]]:
+        """Import a failed group's items again, each in its own transaction (their staged
+        files were consumed: each folder is staged again)."""
+        relations = []
+        for ready in group:
+            ready.discard()
             try:
-                obj = self._import_item(folder, plan, staged)
-            finally:
-                for piece in staged:
-                    piece.discard()
-        except DavpackError as exc:
-            if self.mapfile is not None:
-                self.mapfile.abort()
-            raise _annotate(exc, folder, note) from None
-        except OSError as exc:
-            if self.mapfile is not None:
-                self.mapfile.abort()
-            raise PackageError(f"{folder}: cannot read the item: {exc}",
-                               [Detail(note, file=folder),
-                                Detail(str(exc), file=getattr(exc, "filename", None))]
-                               ) from exc
-        obj.warnings.extend(plan.warnings)
-        self.result.objects.append(obj)
-        self.op.report(obj)
-        return plan.relations
+                fresh = self._stage(ready.folder)
+            except (DavpackError, OSError) as exc:
+                raise self._stopped(ready.folder, exc) from None
+            relations += self._import_group([fresh])
+        return relations
 
-    def _import_item(self, folder: str, plan: ItemPlan,
-                     staged: list[StagedContent]) -> IngestedObject:
-        object_id = uuid.uuid4()
-        if self.mapfile is not None:
-            self.mapfile.begin(folder, object_id)
-        with self.op.context() as ctx:
-            obj = self._create(ctx, folder, plan, staged, object_id)
-        self.committed += 1
-        ref = obj.handle or str(obj.uuid)
-        self.refs[folder] = ref
-        if self.mapfile is not None:
-            self.mapfile.commit(folder, ref)
-        return obj
-
-    def _collections(self, ctx: Context, plan: ItemPlan) -> list[m.Collection]:
-        idents: list[str] = []
-        out: list[m.Collection] = []
-        if self.settings.parent is not None:
-            parent = ctx.session.get(m.Collection, self.settings.parent)
-            if parent is None:
-                raise NotFound("the target collection does not exist",
-                               [Detail("no such collection", found=str(self.settings.parent))])
-            out.append(parent)
-            idents = list(self.settings.collections)
-        else:
-            idents = list(self.settings.collections) or plan.collections
-        for ident in idents:
-            obj = objects.find(ctx, ident)
-            if not isinstance(obj, m.Collection):
-                raise InvalidInput(f"{ident} is not a collection",
-                                   [Detail("not a collection", field="collection", found=ident)])
-            if obj not in out:
-                out.append(obj)
-        if not out:
-            raise InvalidInput("no collection for the item",
-                               [Detail("no collection", file=f"{plan.folder}/collections")])
-        return out
-
-    def _create(self, ctx: Context, folder: str, plan: ItemPlan,
-                staged: list[StagedContent], object_id: uuid.UUID) -> IngestedObject:
-        collections = self._collections(ctx, plan)
-        handle = plan.handle if self._honor_handles else None
-        if handle is not None:
-            existing = handles.resolve(ctx, handle)
-            if existing is not None:
-                if self.settings.keep_existing:
-                    return IngestedObject(existing.type, Outcome.SKIPPED, handle=handle,
-                                          uuid=existing.id, package=folder,
-                                          reason="an object with this handle exists")
-                if self.settings.mode is Mode.REPLACE and isinstance(existing, m.Item):
-                    replace_item(ctx, existing, plan, staged, self.settings)
-                    return IngestedObject(m.ObjectType.ITEM, Outcome.REPLACED,
+    def _create(self, ctx: Context, group: list[_Staged],
+                ids: list[uuid.UUID]) -> list[IngestedObject]:
+        """The group's items: existing handles are skipped or replaced as asked, every
+        other item is created in bulk."""
+        lookups = _GroupLookups(ctx, self.settings)
+        out: list[IngestedObject | None] = []
+        new: list[objects.NewItem] = []
+        for ready, object_id in zip(group, ids, strict=True):
+            plan = ready.plan
+            handle = plan.handle if self._honor_handles else None
+            existing = handles.resolve(ctx, handle) if handle is not None else None
+            if existing is None:
+                new.append(lookups.new_item(plan, ready.staged, object_id, handle))
+                out.append(None)
+            elif self.settings.keep_existing:
+                out.append(IngestedObject(existing.type, Outcome.SKIPPED, handle=handle,
+                                          uuid=existing.id, package=ready.folder,
+                                          reason="an object with this handle exists"))
+            elif self.settings.mode is Mode.REPLACE and isinstance(existing, m.Item):
+                replace_item(ctx, existing, plan, ready.staged, self.settings)
+                out.append(IngestedObject(m.ObjectType.ITEM, Outcome.REPLACED,
                                           handle=existing.handle, uuid=existing.id,
-                                          package=folder)
-                raise ObjectExists(f"handle {handle} already belongs to "
-                                   f"{existing.type.value} {existing.id}",
-                                   [Detail("handle in use", file=f"{folder}/handle",
-                                           field="handle", found=handle)])
-        item = objects.create_item(ctx, collections[0], object_id=object_id)
-        if self.settings.template:
-            objects.apply_template(ctx, item)
-        metadata.add_values(ctx, item, plan.values, create=self.settings.create_fields)
-        add_bitstreams(ctx, item, plan, staged)
-        if self.settings.license is not None and not any(
-                spec.bundle == "LICENSE" for spec in plan.bitstreams):
-            add_license(ctx, item, self.settings.license)
-        objects.submit(ctx, item, skip_workflow=not self.settings.workflow, handle=handle)
-        if handle is not None and item.handle is None:
-            plan.warnings.append(f"{folder}: handle {handle} not assigned: the item went "
-                                 "into workflow")
-        for extra in collections[1:]:
-            objects.map_item(ctx, item, extra)
-        return IngestedObject(m.ObjectType.ITEM, Outcome.CREATED, handle=item.handle,
-                              uuid=item.id, package=folder)
+                                          package=ready.folder))
+            else:
+                raise ObjectExists(
+                    f"handle {handle} already belongs to {existing.type.value} {existing.id}",
+                    [Detail("handle in use", file=f"{ready.folder}/handle", field="handle",
+                            found=handle)])
+        made = iter(objects.create_items(ctx, new, skip_workflow=not self.settings.workflow,
+                                         create_fields=self.settings.create_fields))
+        results = []
+        for ready, obj in zip(group, out, strict=True):
+            if obj is None:
+                created = next(made)
+                if ready.plan.handle is not None and self._honor_handles \
+                        and created.handle is None:
+                    ready.plan.warnings.append(f"{ready.folder}: handle {ready.plan.handle} "
+                                               "not assigned: the item went into workflow")
+                obj = IngestedObject(m.ObjectType.ITEM, Outcome.CREATED,
+                                     handle=created.handle, uuid=created.id,
+                                     package=ready.folder)
+            results.append(obj)
+        return results
 
     # -- pass 3 -----------------------------------------------------------------------
 
@@ -503,6 +536,100 @@ class BatchImporter:
                 raise _annotate(exc, folder, "relationships of this item were not made; "
                                 "every item of the batch is imported (resume redoes this "
                                 "step)") from None
+
+
+@dataclass
+class _Staged:
+    """A folder read and its files staged, waiting for its group's transaction."""
+
+    folder: str
+    plan: ItemPlan
+    staged: list[StagedContent]
+
+    def discard(self) -> None:
+        for piece in self.staged:
+            piece.discard()
+
+
+class _GroupLookups:
+    """What a group's items share, looked up once per transaction: collections, groups,
+    templates, the deposit licence."""
+
+    def __init__(self, ctx: Context, settings: ImportSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._collections: dict[str, m.Collection] = {}
+        self._groups: dict[str, m.Group] = {}
+        self._templates: dict[uuid.UUID, list[metadata.Value]] = {}
+        self._license: m.StoredContent | None = None
+
+    def new_item(self, plan: ItemPlan, staged: list[StagedContent], object_id: uuid.UUID,
+                 handle: str | None) -> objects.NewItem:
+        collections = self.collections(plan)
+        values = list(plan.values)
+        if self.settings.template:
+            values[:0] = self.template_values(collections[0])
+        files = []
+        for spec, piece in zip(plan.bitstreams, staged, strict=True):
+            permission = spec.permission
+            files.append(objects.NewFile(
+                spec.bundle, self.ctx.keep(piece), spec.name,
+                mime_type=guess_mime_type(spec.name), description=spec.description,
+                primary=spec.primary, values=spec.extra,
+                policies=None if permission is None else [
+                    (permission.action, self.group(permission.group))]))
+        if self.settings.license is not None and not any(
+                spec.bundle == "LICENSE" for spec in plan.bitstreams):
+            files.append(objects.NewFile(DEFAULT_BUNDLES["license.txt"], self.license(),
+                                         "license.txt", mime_type="text/plain; charset=utf-8"))
+        return objects.NewItem(collections[0], values, files, mapped=collections[1:],
+                               object_id=object_id, handle=handle)
+
+    def collections(self, plan: ItemPlan) -> list[m.Collection]:
+        """The owning collection first, then those the item is mapped into."""
+        settings = self.settings
+        out: list[m.Collection] = []
+        if settings.parent is not None:
+            parent = self.ctx.session.get(m.Collection, settings.parent)
+            if parent is None:
+                raise NotFound("the target collection does not exist",
+                               [Detail("no such collection", found=str(settings.parent))])
+            out.append(parent)
+            idents = list(settings.collections)
+        else:
+            idents = list(settings.collections) or plan.collections
+        for ident in idents:
+            if ident not in self._collections:
+                obj = objects.find(self.ctx, ident)
+                if not isinstance(obj, m.Collection):
+                    raise InvalidInput(f"{ident} is not a collection",
+                                       [Detail("not a collection", field="collection",
+                                               found=ident)])
+                self._collections[ident] = obj
+            if self._collections[ident] not in out:
+                out.append(self._collections[ident])
+        if not out:
+            raise InvalidInput("no collection for the item",
+                               [Detail("no collection", file=f"{plan.folder}/collections")])
+        return out
+
+    def group(self, name: str) -> m.Group:
+        if name not in self._groups:
+            self._groups[name] = authz.require_group(self.ctx, name)
+        return self._groups[name]
+
+    def template_values(self, collection: m.Collection) -> list[metadata.Value]:
+        if collection.id not in self._templates:
+            self._templates[collection.id] = objects.template_values(collection)
+        return self._templates[collection.id]
+
+    def license(self) -> m.StoredContent:
+        """The deposit licence the request carries, stored once per group."""
+        if self._license is None:
+            assert self.settings.license is not None
+            self._license = self.ctx.add_content(
+                io.BytesIO(self.settings.license.encode("utf-8")), name="license.txt")
+        return self._license
 
 
 # ---------------------------------------------------------------------------------------
@@ -541,14 +668,6 @@ def add_bitstreams(ctx: Context, item: m.Item, plan: ItemPlan,
             group = authz.require_group(ctx, spec.permission.group)
             authz.clear_policies(ctx, bitstream)
             authz.add_policy(ctx, bitstream, spec.permission.action, group=group)
-
-
-def add_license(ctx: Context, item: m.Item, text: str) -> None:
-    """The deposit licence the request carries, as ``license.txt`` in LICENSE."""
-    content = ctx.add_content(io.BytesIO(text.encode("utf-8")), name="license.txt")
-    bundle = objects.bundle_named(ctx, item, DEFAULT_BUNDLES["license.txt"])
-    objects.add_bitstream(ctx, bundle, content, name="license.txt",
-                          mime_type="text/plain; charset=utf-8")
 
 
 def replace_item(ctx: Context, item: m.Item, plan: ItemPlan, staged: list[StagedContent],

@@ -2,15 +2,15 @@
 
 DSpace writes the mapfile as it goes but commits once at the end, so after a failure the
 mapfile names items that were rolled back and ``--resume`` skips them for ever (DSpace
-issue #8978).  Here each item is its own transaction and the mapfile line is appended and
-fsynced only after that transaction committed.
+issue #8978).  Here items are committed a group at a time (one transaction each) and their
+mapfile lines are appended and fsynced only after that transaction committed.
 
-That leaves one window: a crash after the commit and before the line is on disk.  It is
-closed by a one-line journal beside the mapfile (``<mapfile>.pending``): before an item
-commits, ``<folder> <uuid>`` is written there and fsynced; after the mapfile line is
-durable the journal is emptied.  :meth:`Mapfile.recover` looks the journal's UUID up:
-if the item exists, its line is added to the mapfile; if not, the journal is discarded.
-So a resumed batch loses no item and imports none twice.
+That leaves one window: a crash after the commit and before the lines are on disk.  It is
+closed by a journal beside the mapfile (``<mapfile>.pending``): before a group commits, one
+``<folder> <uuid>`` line per item is written there and fsynced; after the mapfile lines are
+durable the journal is emptied.  :meth:`Mapfile.recover` looks the journal's UUIDs up:
+items that exist get their lines added to the mapfile; the others were rolled back.  So a
+resumed batch loses no item and imports none twice.
 
 Lines are ``<folder> <handle>``, or ``<folder> <uuid>`` for items that went into workflow
 (they have no handle yet), as in DSpace.  Folder names may contain spaces; the reference
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from server.errors import Detail, InvalidInput
@@ -62,10 +62,10 @@ class Mapfile:
         os.close(fd)
         _fsync_dir(self.path.parent)
 
-    # -- per item -------------------------------------------------------------------
+    # -- per group of items -----------------------------------------------------------
 
-    def begin(self, folder: str, item_id: uuid.UUID) -> None:
-        """Journal the item about to commit (durable before the commit)."""
+    def begin(self, entries: Sequence[tuple[str, uuid.UUID]]) -> None:
+        """Journal the items about to commit (durable before the commit)."""
         if not self._journal_ready:
             fd = os.open(self.pending_path, os.O_WRONLY | os.O_CREAT, 0o644)
             os.close(fd)
@@ -73,20 +73,23 @@ class Mapfile:
             self._journal_ready = True
         fd = os.open(self.pending_path, os.O_WRONLY | os.O_TRUNC)
         try:
-            os.write(fd, f"{folder} {item_id}\n".encode())
+            os.write(fd, "".join(f"{folder} {item_id}\n" for folder, item_id in entries)
+                     .encode())
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def commit(self, folder: str, ref: str) -> None:
-        """Record a committed item: append its line, fsync, then clear the journal."""
-        self.append(folder, ref)
+    def commit(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Record committed items: append their lines, fsync, then clear the journal."""
+        self.append(entries)
         self.abort()
 
-    def append(self, folder: str, ref: str) -> None:
+    def append(self, entries: Sequence[tuple[str, str]]) -> None:
+        if not entries:
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{folder} {ref}\n".encode())
+            os.write(fd, "".join(f"{folder} {ref}\n" for folder, ref in entries).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -104,28 +107,32 @@ class Mapfile:
 
     # -- after a crash --------------------------------------------------------------
 
-    def recover(self, lookup: Callable[[uuid.UUID], str | None]) -> str | None:
-        """Settle a journalled item; ``lookup(uuid)`` gives the committed item's mapfile
-        reference, or None if it does not exist.  Returns a message for the log."""
+    def recover(self, lookup: Callable[[uuid.UUID], str | None]) -> list[str]:
+        """Settle the journalled items; ``lookup(uuid)`` gives a committed item's mapfile
+        reference, or None if it does not exist.  Returns messages for the log."""
         if not self.pending_path.exists():
-            return None
-        text = self.pending_path.read_text(encoding="utf-8").strip()
-        message = None
-        if text:
-            folder, _, raw_id = text.rpartition(" ")
+            return []
+        messages: list[str] = []
+        recorded = self.read()
+        found: list[tuple[str, str]] = []
+        for line in self.pending_path.read_text(encoding="utf-8").splitlines():
+            folder, _, raw_id = line.strip().rpartition(" ")
+            if not folder:
+                continue
             try:
-                item_id = uuid.UUID(raw_id)
+                ref = lookup(uuid.UUID(raw_id))
             except ValueError:
-                item_id = None
-            ref = lookup(item_id) if item_id is not None and folder else None
-            if ref is not None and folder not in self.read():
-                self.append(folder, ref)
-                message = (f"{folder}: committed before the interruption but not yet in "
-                           f"the mapfile; recorded as {ref}")
-            elif ref is None:
-                message = f"{folder}: was not committed before the interruption; importing it"
+                ref = None
+            if ref is None:
+                messages.append(f"{folder}: was not committed before the interruption; "
+                                "importing it")
+            elif folder not in recorded:
+                found.append((folder, ref))
+                messages.append(f"{folder}: committed before the interruption but not yet "
+                                f"in the mapfile; recorded as {ref}")
+        self.append(found)
         self.finish()
-        return message
+        return messages
 
 
 def _fsync_dir(path: Path) -> None:

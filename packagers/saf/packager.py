@@ -1,7 +1,7 @@
 """The ``SAF`` packager: DSpace's Simple Archive Format, in and out.
 
-Ingest: a zip (or tar; or, on the command line, a directory) of item folders, each
-imported in its own unit of work (see :mod:`packagers.saf.importer`).  The target
+Ingest: a zip (or tar; or, on the command line, a directory) of item folders, imported
+a group of items per unit of work (see :mod:`packagers.saf.importer`).  The target
 collection is the ingest parent; without one, each folder's ``collections`` file says
 where the item goes.  Replace: one item from a single-item SAF package.  Disseminate: an
 item, or a collection's archived items, as one SAF zip (see :mod:`packagers.saf.writer`).
@@ -46,7 +46,7 @@ class SAFPackager(Ingester, Disseminator):
     description: ClassVar[str] = (
         "DSpace Simple Archive Format: a zip of item folders (dublin_core.xml, "
         "metadata_<schema>.xml, contents, collections, handle, relationships and the files); "
-        "imported item by item, exported from an item or a collection.")
+        "imported a group of items per transaction, exported from an item or a collection.")
     mime_types: ClassVar[tuple[str, ...]] = ("application/zip",)
     extension: ClassVar[str] = "zip"
     roundtrip_exact: ClassVar[bool | None] = False
@@ -77,7 +77,7 @@ class SAFPackager(Ingester, Disseminator):
                "override the folders' collections files.", multiple=True,
                applies_to=INGEST),
         Option("mapfile", "Command line only: file receiving '<folder> <handle>' for each "
-               "item, appended and fsynced as soon as the item is committed.",
+               "item, appended and fsynced as soon as the item's group is committed.",
                applies_to=INGEST),
         Option("resume", "Command line only: continue the batch the mapfile records, "
                "skipping the folders it lists.", default="false", applies_to=INGEST),

@@ -13,8 +13,9 @@ Export::
 
     davpack export -t COLLECTION -i 123456789/2 -d out/ -n 1 [-m] [-x] [-z coll.zip]
 
-Items are committed one by one and the mapfile line of an item is written (and fsynced)
-only once it is committed, so ``--resume`` continues exactly after the last recorded item.
+Items are committed a group at a time and the mapfile lines of a group are written (and
+fsynced) only once it is committed, so ``--resume`` continues exactly after the last
+recorded item.
 A progress bar is drawn when standard error is a terminal; otherwise one line per item.
 The exit status is 1 when anything failed; errors print their details (file, line, field).
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import NoReturn
 
 from sqlalchemy import select
 
@@ -145,13 +146,24 @@ def authorize(ctx: Context, obj: m.DSpaceObject, action: m.Action) -> None:
     """Raise unless the context's person may do ``action`` on ``obj``."""
     if allowed(ctx, obj, action):
         return
-    label = obj.handle or str(obj.id)
+    _refuse(ctx, obj.type, obj.handle or str(obj.id), action)
+
+
+def authorize_new_item(ctx: Context, collection: m.Collection, item_id: uuid.UUID) -> None:
+    """ADD on an item being created in ``collection`` by the context's person (its
+    submitter), decided as :func:`authorize` decides it once the item exists."""
+    if ctx.actor is not None or allowed(ctx, collection, m.Action.ADMIN):
+        return
+    _refuse(ctx, m.ObjectType.ITEM, str(item_id), m.Action.ADD)
+
+
+def _refuse(ctx: Context, kind: m.ObjectType, label: str, action: m.Action) -> NoReturn:
     if ctx.actor is None:
         raise AuthenticationRequired(
-            f"{action.value} on {obj.type.value} {label} requires logging in",
+            f"{action.value} on {kind.value} {label} requires logging in",
             [Detail("authentication required", field=action.value)])
     raise PermissionDenied(
-        f"{ctx.actor.email} may not {action.value} {obj.type.value} {label}",
+        f"{ctx.actor.email} may not {action.value} {kind.value} {label}",
         [Detail("permission denied", field=action.value, found=ctx.actor.email)])
 
 
@@ -180,6 +192,9 @@ def clear_policies(ctx: Context, obj: m.DSpaceObject) -> None:
     ctx.session.flush()
 
 
+INHERITED = "TYPE_INHERITED"
+
+
 def inherit_policies(ctx: Context, source: m.DSpaceObject, target: m.DSpaceObject,
                      actions: Iterable[tuple[m.Action, m.Action]]) -> None:
     """Copy ``source``'s policies of one action to ``target`` under another action.
@@ -187,9 +202,25 @@ def inherit_policies(ctx: Context, source: m.DSpaceObject, target: m.DSpaceObjec
     Used when items are created (DEFAULT_ITEM_READ -> READ) and bitstreams added
     (DEFAULT_BITSTREAM_READ -> READ).
     """
+    for policy, action in inheritable(source, actions):
+        add_policy(ctx, target, action, group=policy.group, eperson=policy.eperson,
+                   start_date=policy.start_date, end_date=policy.end_date, rptype=INHERITED)
+
+
+def inheritable(source: m.DSpaceObject, actions: Iterable[tuple[m.Action, m.Action]]
+                ) -> list[tuple[m.ResourcePolicy, m.Action]]:
+    """``source``'s policies that pass on, each with the action it passes on as."""
     mapping = dict(actions)
-    for policy in list(source.policies):
-        if policy.action in mapping:
-            add_policy(ctx, target, mapping[policy.action], group=policy.group,
-                       eperson=policy.eperson, start_date=policy.start_date,
-                       end_date=policy.end_date, rptype="TYPE_INHERITED")
+    return [(policy, mapping[policy.action]) for policy in source.policies
+            if policy.action in mapping]
+
+
+def inherited_rows(source: m.DSpaceObject, target_id: uuid.UUID,
+                   actions: Iterable[tuple[m.Action, m.Action]]) -> list[dict[str, object]]:
+    """The ``resource_policy`` rows :func:`inherit_policies` would give a new object, for a
+    bulk insert."""
+    return [{"dso_id": target_id, "action": action, "group_id": policy.group_id,
+             "eperson_id": policy.eperson_id, "start_date": policy.start_date,
+             "end_date": policy.end_date, "name": None, "description": None,
+             "rptype": INHERITED}
+            for policy, action in inheritable(source, actions)]

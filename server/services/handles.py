@@ -8,6 +8,7 @@ again.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 
 from sqlalchemy import select
 
@@ -15,6 +16,7 @@ from server import models as m
 from server.context import Context
 from server.errors import Conflict, Detail, InvalidInput, NotFound
 
+_MINT_ROUND = 500  # suffixes looked up per query
 _HANDLE_RE = re.compile(r"^[0-9A-Za-z.]+/[0-9A-Za-z._\-]+$")
 
 
@@ -45,6 +47,15 @@ def require(ctx: Context, handle: str) -> m.DSpaceObject:
 
 
 def mint(ctx: Context) -> str:
+    return mint_block(ctx, 1)[0]
+
+
+def mint_block(ctx: Context, count: int, *, reserved: Set[str] = frozenset()) -> list[str]:
+    """``count`` new handles in order, with one lock on the counter and one look-up of the
+    suffixes already taken per round (restored handles ahead of the counter); ``reserved``
+    handles are skipped too (the caller is about to give them out)."""
+    if count == 0:
+        return []
     prefix = ctx.repo.handle_prefix
     counter = ctx.session.scalars(select(m.HandleCounter).where(m.HandleCounter.prefix == prefix)
                                   .with_for_update()).first()
@@ -53,13 +64,17 @@ def mint(ctx: Context) -> str:
         ctx.session.add(counter)
         ctx.session.flush()
     suffix = counter.next_suffix
-    while True:
-        candidate = f"{prefix}/{suffix}"
-        suffix += 1
-        if resolve(ctx, candidate) is None:
-            counter.next_suffix = suffix
-            ctx.session.flush()
-            return candidate
+    minted: list[str] = []
+    while len(minted) < count:
+        wanted = min(count - len(minted), _MINT_ROUND)
+        candidates = [f"{prefix}/{s}" for s in range(suffix, suffix + wanted)]
+        suffix += len(candidates)
+        taken = set(ctx.session.scalars(select(m.DSpaceObject.handle)
+                                        .where(m.DSpaceObject.handle.in_(candidates))))
+        minted.extend(c for c in candidates if c not in taken and c not in reserved)
+    counter.next_suffix = suffix
+    ctx.session.flush()
+    return minted
 
 
 def assign(ctx: Context, dso: m.DSpaceObject, handle: str | None) -> str:

@@ -8,6 +8,7 @@ A field is named ``schema.element[.qualifier]``.  Unknown fields are an error
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -161,6 +162,28 @@ def add_values(ctx: Context, dso: m.DSpaceObject, new: Iterable[Value], *,
     places: dict[int, int] = {}
     for row in dso.metadata_values:
         places[row.field_id] = max(places.get(row.field_id, -1), row.place)
+    for fld, v, place in placed_values(ctx, new, places, create=create):
+        dso.metadata_values.append(m.MetadataValue(
+            field=fld, field_id=fld.id, value=v.value, language=v.language or None,
+            authority=v.authority or None, confidence=v.confidence, place=place))
+    dso.touch()
+
+
+def value_rows(ctx: Context, dso_id: uuid.UUID, new: Iterable[Value], places: dict[int, int],
+               *, create: bool = False) -> list[dict[str, object]]:
+    """The ``metadata_value`` rows :func:`add_values` would add to a new object, for a bulk
+    insert (``places``: as in :func:`placed_values`, empty for the object's first values)."""
+    return [{"dso_id": dso_id, "field_id": fld.id, "value": v.value,
+             "language": v.language or None, "authority": v.authority or None,
+             "confidence": v.confidence, "place": place}
+            for fld, v, place in placed_values(ctx, new, places, create=create)]
+
+
+def placed_values(ctx: Context, new: Iterable[Value], places: dict[int, int], *,
+                  create: bool = False) -> list[tuple[m.MetadataField, Value, int]]:
+    """Each value with its field and its place after ``places`` (field id -> last place,
+    updated); one error listing every unknown field, values XML cannot carry refused."""
+    out: list[tuple[m.MetadataField, Value, int]] = []
     problems: list[Detail] = []
     for v in new:
         if v.value is None:
@@ -171,18 +194,16 @@ def add_values(ctx: Context, dso: m.DSpaceObject, new: Iterable[Value], *,
         except UnknownMetadataField as exc:
             problems.extend(exc.details)
             continue
+        _clean(v.value)
         place = places.get(fld.id, -1) + 1
         places[fld.id] = place
-        row = m.MetadataValue(field=fld, field_id=fld.id, value=_clean(v.value),
-                              language=v.language or None, authority=v.authority or None,
-                              confidence=v.confidence, place=place)
-        dso.metadata_values.append(row)
+        out.append((fld, v, place))
     if problems:
         unique = {d.field: d for d in problems}
         raise UnknownMetadataField(
             "metadata fields not in the registry: " + ", ".join(sorted(str(f) for f in unique)),
             list(unique.values()))
-    dso.touch()
+    return out
 
 
 def clear(ctx: Context, dso: m.DSpaceObject, name: str | None = None) -> None:

@@ -9,11 +9,14 @@ DEFAULT_BITSTREAM_READ on to the items and files installed into it.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, inspect, select, update
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server import models as m
 from server.context import Context
@@ -100,6 +103,12 @@ def archived_items(ctx: Context, collection: m.Collection, *,
 def _new(cls: type, object_id: uuidlib.UUID | None, **kwargs: object) -> m.DSpaceObject:
     obj: m.DSpaceObject = cls(**kwargs)
     obj.id = object_id or uuidlib.uuid4()
+    # No row refers to a new UUID yet: its collections (metadata, policies, bundles, files,
+    # members) are known to be empty, so reading them later costs no query (and no flush).
+    mapper: Mapper[m.DSpaceObject] = inspect(cls)
+    for relation in mapper.relationships:
+        if relation.uselist and relation.key not in kwargs:
+            set_committed_value(obj, relation.key, [])
     return obj
 
 
@@ -295,12 +304,10 @@ def set_workflow_enabled(ctx: Context, collection: m.Collection, enabled: bool) 
         ctx.session.flush()
 
 
-def apply_template(ctx: Context, item: m.Item) -> None:
-    """Copy the owning collection's template metadata into a new submission."""
-    collection = item.owning_collection
-    if collection is None or collection.template_item is None:
-        return
-    metadata.add_values(ctx, item, metadata.ordered_values(collection.template_item))
+def template_values(collection: m.Collection) -> list[Value]:
+    """The metadata a new submission to ``collection`` starts with: its template item's."""
+    template = collection.template_item
+    return [] if template is None else metadata.ordered_values(template)
 
 
 def submit(ctx: Context, item: m.Item, *, skip_workflow: bool = False,
@@ -328,18 +335,12 @@ def install(ctx: Context, item: m.Item, *, handle: str | None = None,
     item.in_archive = True
     item.workflow_state = m.WorkflowState.ARCHIVED
     if not restore:
-        now = m.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-        system = [Value("dc.date.accessioned", now), Value("dc.date.available", now)]
-        if not metadata.values(item, "dc.date.issued"):
-            system.append(Value("dc.date.issued", now[:10]))
-        system.append(Value("dc.identifier.uri", handle_url(ctx, item.handle)))
-        if provenance:
-            who = ctx.actor.email if ctx.actor else "the system"
-            system.append(Value("dc.description.provenance",
-                                f"Made available in DSpace on {now} (GMT). Submitted by {who}.",
-                                language="en"))
+        system = install_values(ctx, item.handle,
+                                issued=bool(metadata.values(item, "dc.date.issued")),
+                                provenance=provenance)
         metadata.add_values(ctx, item, system)
-        if collection is not None and not item.policies:
+    with ctx.session.no_autoflush:  # one flush at the end, not one per policy looked at
+        if not restore and collection is not None and not item.policies:
             authz.inherit_policies(ctx, collection, item,
                                    [(m.Action.DEFAULT_ITEM_READ, m.Action.READ)])
             for bundle in item.bundles:
@@ -353,6 +354,23 @@ def install(ctx: Context, item: m.Item, *, handle: str | None = None,
                             [(m.Action.DEFAULT_BITSTREAM_READ, m.Action.READ)])
     item.touch()
     ctx.session.flush()
+
+
+def install_values(ctx: Context, handle: str | None, *, issued: bool,
+                   provenance: bool = True) -> list[Value]:
+    """DSpace's system metadata for an item archived now (``issued``: it has an issue date
+    already, so none is added)."""
+    now = m.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    system = [Value("dc.date.accessioned", now), Value("dc.date.available", now)]
+    if not issued:
+        system.append(Value("dc.date.issued", now[:10]))
+    system.append(Value("dc.identifier.uri", handle_url(ctx, handle)))
+    if provenance:
+        who = ctx.actor.email if ctx.actor else "the system"
+        system.append(Value("dc.description.provenance",
+                            f"Made available in DSpace on {now} (GMT). Submitted by {who}.",
+                            language="en"))
+    return system
 
 
 def handle_url(ctx: Context, handle: str | None) -> str:
@@ -564,6 +582,212 @@ def remove_bundle(ctx: Context, bundle: m.Bundle) -> None:
 def item_bitstreams(item: m.Item) -> Iterator[m.Bitstream]:
     for bundle in item.bundles:
         yield from bundle.bitstreams
+
+
+# ---------------------------------------------------------------------------------------
+# Many new items at once
+
+
+@dataclass
+class NewFile:
+    """A file of an item made by :func:`create_items`, listed after the item's earlier
+    files."""
+
+    bundle: str
+    content: m.StoredContent
+    name: str
+    mime_type: str = "application/octet-stream"
+    description: str | None = None
+    primary: bool = False
+    values: Sequence[Value] = ()  # the bitstream's own metadata; missing fields are created
+    policies: Sequence[tuple[m.Action, m.Group]] | None = None  # None: the defaults
+
+
+@dataclass
+class NewItem:
+    """An item for :func:`create_items`: what ``create_item``, ``add_values``,
+    ``bundle_named`` + ``add_bitstream``, ``submit`` and ``map_item`` would be told."""
+
+    collection: m.Collection
+    values: Sequence[Value]
+    files: Sequence[NewFile] = ()
+    mapped: Sequence[m.Collection] = ()
+    object_id: uuidlib.UUID | None = None
+    handle: str | None = None  # honoured when the item is archived; None: minted
+
+
+class Created(NamedTuple):
+    id: uuidlib.UUID
+    handle: str | None
+
+
+def create_items(ctx: Context, new: Sequence[NewItem], *, skip_workflow: bool = False,
+                 create_fields: bool = False) -> list[Created]:
+    """Create and submit many items with one bulk insert per table.
+
+    The rows are exactly those of the one-object-at-a-time services (same checks, values
+    and places, bundles, positions and sequence ids, policies, handles, system metadata),
+    written without loading them as objects: a batch pays for its rows, not for a unit of
+    work per object.  Every check runs before the first row is written.
+    """
+    if not new:
+        return []
+    session = ctx.session
+    session.flush()
+    for collection in {c.id: c for d in new for c in (d.collection, *d.mapped)}.values():
+        authz.authorize(ctx, collection, m.Action.ADD)
+    claimed = [d.object_id for d in new if d.object_id is not None]
+    if claimed:
+        taken = session.scalars(select(m.DSpaceObject.id)
+                                .where(m.DSpaceObject.id.in_(claimed))).first()
+        if taken is not None or len(set(claimed)) != len(claimed):
+            found = str(taken or next(i for i in claimed if claimed.count(i) > 1))
+            raise Conflict(f"an object with UUID {found} already exists",
+                           [Detail("duplicate UUID", field="uuid", found=found)])
+    archived = [not (d.collection.workflow_enabled and not skip_workflow) for d in new]
+    given = [handles.normalise(d.handle) if d.handle is not None and archive else None
+             for d, archive in zip(new, archived, strict=True)]
+    _check_free_handles(ctx, [h for h in given if h is not None])
+    minted = iter(handles.mint_block(ctx, sum(1 for d, archive in zip(given, archived,
+                                                                       strict=True)
+                                                if archive and d is None),
+                                     reserved={h for h in given if h is not None}))
+    issued = metadata.get_field(ctx, "dc.date.issued").id if any(archived) else 0
+    rows = _Rows(m.utcnow())
+    created: list[Created] = []
+    for draft, archive, handle in zip(new, archived, given, strict=True):
+        item_id = draft.object_id or uuidlib.uuid4()
+        if archive and handle is None:
+            handle = next(minted)
+        rows.add_item(ctx, draft, item_id, handle if archive else None, archive,
+                      create_fields=create_fields, issued_field=issued)
+        created.append(Created(item_id, handle if archive else None))
+    rows.write(session)
+    for collection in {d.collection.id: d.collection for d in new}.values():
+        session.expire(collection, ["items"])
+    return created
+
+
+def _check_free_handles(ctx: Context, wanted: list[str]) -> None:
+    """Refuse handles another object has, or that two new items ask for."""
+    owner = ctx.session.scalars(select(m.DSpaceObject)
+                                .where(m.DSpaceObject.handle.in_(wanted))).first() \
+        if wanted else None
+    if owner is not None:
+        assert owner.handle is not None
+        raise Conflict(f"handle {owner.handle} already belongs to {owner.type.value} "
+                       f"{owner.id}",
+                       [Detail("duplicate handle", field="handle", found=owner.handle)])
+    for value in wanted:
+        if wanted.count(value) > 1:
+            raise Conflict(f"handle {value} is asked for twice",
+                           [Detail("duplicate handle", field="handle", found=value)])
+
+
+_DEFAULT_ITEM_READ = [(m.Action.DEFAULT_ITEM_READ, m.Action.READ)]
+_DEFAULT_FILE_READ = [(m.Action.DEFAULT_BITSTREAM_READ, m.Action.READ)]
+
+
+class _Rows:
+    """The rows of the items :func:`create_items` makes, table by table."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.dso: list[dict[str, object]] = []
+        self.items: list[dict[str, object]] = []
+        self.bundles: list[dict[str, object]] = []
+        self.bitstreams: list[dict[str, object]] = []
+        self.primaries: list[dict[str, object]] = []
+        self.values: list[dict[str, object]] = []
+        self.policies: list[dict[str, object]] = []
+        self.mappings: list[dict[str, object]] = []
+
+    def _object(self, kind: m.ObjectType, object_id: uuidlib.UUID,
+                handle: str | None = None) -> None:
+        self.dso.append({"id": object_id, "type": kind, "handle": handle,
+                         "last_modified": self.now})
+
+    def add_item(self, ctx: Context, draft: NewItem, item_id: uuidlib.UUID,
+                 handle: str | None, archive: bool, *, create_fields: bool,
+                 issued_field: int) -> None:
+        collection = draft.collection
+        if draft.files:
+            authz.authorize_new_item(ctx, collection, item_id)
+        self._object(m.ObjectType.ITEM, item_id, handle)
+        self.items.append({
+            "id": item_id, "owning_collection_id": collection.id,
+            "submitter_id": ctx.actor.id if ctx.actor is not None else None,
+            "in_archive": archive, "withdrawn": False, "discoverable": True,
+            "workflow_state": m.WorkflowState.ARCHIVED if archive else m.WorkflowState.WORKFLOW,
+            "is_template": False})
+        places: dict[int, int] = {}
+        values = metadata.value_rows(ctx, item_id, draft.values, places, create=create_fields)
+        if archive:
+            has_issued = any(row["field_id"] == issued_field for row in values)
+            values += metadata.value_rows(ctx, item_id, install_values(
+                ctx, handle, issued=has_issued), places)
+            self.policies += authz.inherited_rows(collection, item_id, _DEFAULT_ITEM_READ)
+        self.values += values
+        bundles: dict[str, tuple[uuidlib.UUID, list[int]]] = {}  # name -> id, [position]
+        for sequence_id, spec in enumerate(draft.files, start=1):
+            if not spec.bundle:
+                raise InvalidInput("a bundle needs a name",
+                                   [Detail("empty bundle name", field="name")])
+            if spec.bundle not in bundles:
+                bundle_id = uuidlib.uuid4()
+                self._object(m.ObjectType.BUNDLE, bundle_id)
+                self.bundles.append({"id": bundle_id, "item_id": item_id, "name": spec.bundle,
+                                     "position": len(bundles), "primary_bitstream_id": None})
+                if archive:
+                    self.policies += authz.inherited_rows(collection, bundle_id,
+                                                          _DEFAULT_FILE_READ)
+                bundles[spec.bundle] = (bundle_id, [0])
+            bundle_id, position = bundles[spec.bundle]
+            bitstream_id = uuidlib.uuid4()
+            self._object(m.ObjectType.BITSTREAM, bitstream_id)
+            content = spec.content
+            self.bitstreams.append({
+                "id": bitstream_id, "bundle_id": bundle_id, "position": position[0],
+                "name": spec.name, "source": None, "description": spec.description,
+                "sequence_id": sequence_id, "mime_type": spec.mime_type, "format_name": None,
+                "format_support": "UNKNOWN", "format_internal": False, "user_format": None,
+                "size": content.size, "md5": content.md5, "sha256": content.sha256,
+                "crc32": content.crc32})
+            position[0] += 1
+            if spec.primary:
+                self.primaries.append({"key": bundle_id, "primary": bitstream_id})
+            self.values += metadata.value_rows(ctx, bitstream_id, spec.values, {},
+                                               create=True)
+            if spec.policies is not None:
+                self.policies += [{
+                    "dso_id": bitstream_id, "action": action, "group_id": group.id,
+                    "eperson_id": None, "start_date": None, "end_date": None, "name": None,
+                    "description": None, "rptype": None} for action, group in spec.policies]
+            elif archive:
+                self.policies += authz.inherited_rows(collection, bitstream_id,
+                                                      _DEFAULT_FILE_READ)
+        for other in {c.id: c for c in draft.mapped if c.id != collection.id}:
+            self.mappings.append({"item_id": item_id, "collection_id": other})
+
+    def write(self, session: Session) -> None:
+        """Insert parents before children; a bundle's primary file once both exist."""
+        for model, rows in ((m.DSpaceObject, self.dso), (m.Item, self.items),
+                            (m.Bundle, self.bundles), (m.Bitstream, self.bitstreams),
+                            (m.MetadataValue, self.values), (m.ResourcePolicy, self.policies)):
+            if rows:
+                session.execute(insert(_own_table(model)), rows)
+        if self.mappings:
+            session.execute(insert(m.item_mapping), self.mappings)
+        if self.primaries:
+            table = _own_table(m.Bundle)
+            session.execute(update(table).where(table.c.id == bindparam("key"))
+                            .values(primary_bitstream_id=bindparam("primary")),
+                            self.primaries)
+
+
+def _own_table(model: type[m.Base]) -> Table:
+    """The table a mapped class adds (its subtype table under joined inheritance)."""
+    return cast(Table, model.__table__)
 
 
 # ---------------------------------------------------------------------------------------
