@@ -73,10 +73,12 @@ class _RefuseResolver(etree.Resolver):
         )
 
 
-def _new_parser(events: Collection[str], name: str | None) -> Any:
+def _new_parser(events: Collection[str], name: str | None,
+                tag: str | Collection[str] | None = None) -> Any:
     """A pull parser with every dangerous libxml2 feature switched off."""
     parser = etree.XMLPullParser(
         events=tuple(events),
+        tag=tag,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -330,11 +332,16 @@ def _run(chunks: Iterator[Any], name: str | None, events: Collection[str],
 
     Nothing is yielded before the root element has started and both DOCTYPE checks have
     passed.  The root element is appended to ``result`` when the document is complete.
+    When only element events are wanted, libxml2 itself filters them by ``tag`` (a
+    Python test per element costs more than the parse); the ``docinfo`` check is then
+    taken at the first element event, or at the end if none matched.
     """
     etree.clear_error_log()
     wanted = set(events)
-    matches = _tag_matcher(tag)
-    parser = _new_parser(wanted | {"start"}, name)
+    native = tag is not None and wanted <= {"start", "end"}
+    matches = None if native else _tag_matcher(tag)
+    parser = (_new_parser(wanted, name, tag) if native
+              else _new_parser(wanted | {"start"}, name))
     guard = _DoctypeGuard(name)
     root_seen = False
     pending: list[tuple[str, Any]] = []
@@ -343,7 +350,7 @@ def _run(chunks: Iterator[Any], name: str | None, events: Collection[str],
         nonlocal root_seen
         for event, item in parser.read_events():
             if not root_seen:
-                if event == "start":
+                if event == "start" or native:
                     _check_docinfo(item, name)
                     root_seen = True
                     yield from pending
@@ -370,6 +377,8 @@ def _run(chunks: Iterator[Any], name: str | None, events: Collection[str],
         yield from drain()
     except etree.ParseError as exc:
         raise _syntax_error(exc, name) from None
+    if not root_seen:
+        _check_docinfo(root, name)
     result.append(root)
 
 

@@ -28,10 +28,11 @@ from aip_support import (
     snapshot,
     stored_bytes,
 )
+from lxml import etree
 
-from packagers.aip import AIPPackager
+from packagers.aip import AIPPackager, mets
 from packagers.base import Mode, Operation, Outcome
-from packagers.errors import PackageValidationError, ParentMissing
+from packagers.errors import PackageError, PackageValidationError, ParentMissing
 from packagers.params import PackageParameters
 from server import models as m
 from server.cli import main
@@ -261,3 +262,45 @@ def test_in_process_time_zone_does_not_matter(repo: Repository, zone: str,
         monkeypatch.undo()
         time.tzset()
     assert site_id(repo) == rich.site
+
+
+# The embedded metadata documents are written by packagers.aip.mets.Node, byte for byte as
+# lxml (which wrote them before) serialises the same element after etree.indent: AIPs
+# made before and after must not differ.
+AWKWARD = ["plain", "", " ", "  lead and trail  ", "a&b<c>d\"e'f", "line\nbreak", "cr\r\nlf",
+           "tab\there", "]]>", "\u00a0", "\x85", "\x7f", "caf\u00e9 \u4e2d\u6587 \U0001f600",
+           "&amp; already escaped", "\u2028\u2029"]
+
+
+def _as_lxml(node: mets.Node, parent: object | None = None) -> object:
+    attrs = dict(node.attrs)
+    el = (etree.Element(node.tag, attrs, nsmap=node.nsmap) if parent is None
+          else etree.SubElement(parent, node.tag, attrs))  # type: ignore[arg-type]
+    el.text = node.text
+    for child in node.children:
+        _as_lxml(child, el)
+    return el
+
+
+@pytest.mark.parametrize("value", AWKWARD)
+def test_embedded_documents_serialise_exactly_as_lxml(value: str) -> None:
+    ns, other = "urn:example:a", "urn:example:b"
+    for nsmap in ({"a": ns, "b": other}, {None: ns, "b": other}):
+        root = mets.element(f"{{{ns}}}root", {"plain": value, f"{{{other}}}q": value},
+                            nsmap=nsmap)
+        mets.sub(root, f"{{{ns}}}leaf", {"x": value, "skipped": None}, value)
+        mets.sub(root, f"{{{ns}}}empty")
+        parent = mets.sub(root, f"{{{other}}}parent", None, value)  # text beside children
+        mets.sub(mets.sub(parent, f"{{{ns}}}inner"), f"{{{other}}}deep", {"y": value}, value)
+        mets.sub(parent, f"{{{ns}}}last", None, value)
+        expected = _as_lxml(root)
+        etree.indent(expected, space="  ")
+        assert root.serialise() == etree.tostring(expected, encoding="unicode")
+
+
+def test_embedded_document_refuses_characters_xml_cannot_carry() -> None:
+    root = mets.element("{urn:example:a}root", nsmap={"a": "urn:example:a"})
+    with pytest.raises(PackageError):
+        mets.sub(root, "{urn:example:a}leaf", {"x": "bell\x07"})
+    with pytest.raises(PackageError):
+        mets.sub(root, "{urn:example:a}leaf", None, "lone \ud800 surrogate")

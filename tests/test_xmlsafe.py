@@ -290,3 +290,24 @@ def test_iterparse_tag_filter_matches_lxml(tag: str | list[str] | None) -> None:
     ours = summary(xmlsafe.iterparse(TAG_DOC, events=events, tag=tag))
     theirs = summary(etree.iterparse(io.BytesIO(TAG_DOC), events=events, tag=tag))
     assert ours == theirs
+
+
+@pytest.mark.parametrize("tag", ["a", "{urn:m}a", "{*}a", "{}*", "{urn:m}*", ["a", "{urn:d}a"]])
+def test_iterparse_element_events_filtered_by_libxml2_match_lxml(tag: str | list[str]) -> None:
+    # element events only: the filter runs inside the parser rather than in Python
+    ours = [(ev, el.tag) for ev, el in xmlsafe.iterparse(TAG_DOC, events=("start", "end"),
+                                                         tag=tag)]
+    theirs = [(ev, el.tag) for ev, el in etree.iterparse(io.BytesIO(TAG_DOC),
+                                                         events=("start", "end"), tag=tag)]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("tag", ["r", "nothing-matches"])
+def test_filtered_iterparse_still_checks_docinfo(monkeypatch: pytest.MonkeyPatch,
+                                                  tag: str) -> None:
+    # With the lexical scan bypassed, libxml2's docinfo is checked at the first filtered
+    # event, or at the end of the document when no element matched.
+    monkeypatch.setattr(xmlsafe._DoctypeGuard, "_scan", lambda self, text: None)
+    doc = b'<!DOCTYPE r [<!ENTITY e "x">]><r><a/></r>'
+    with pytest.raises(UnsafeInput):
+        list(xmlsafe.iterparse(doc, events=("start", "end"), tag=tag))

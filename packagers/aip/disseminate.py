@@ -62,6 +62,7 @@ from packagers.aip.mets import (
     XLINK_NS,
     XSI_NS,
     IdGen,
+    Node,
     XmlWriter,
     mdtype_attrs,
 )
@@ -88,6 +89,7 @@ ZIP_COMMENT = f"METS archive created by davpack {__version__}"
 HIERARCHY_COMMENT = f"AIP hierarchy written by davpack {__version__}"
 _EXT = re.compile(r"\.([A-Za-z0-9]{1,8})$")
 CC_STREAMS = {"license_rdf": (MD_CC_RDF, "text/xml"), "license_text": (MD_CC_TEXT, "text/plain")}
+RIGHTS_CACHE_SIZE = 256  # distinct policy sets whose METSRights document is kept
 
 MetsSink = Callable[[Callable[[BinaryIO], object], datetime], ZipEntry]
 
@@ -191,6 +193,8 @@ class AipBuilder:
         # Asked once per export, not once per bundle and file (each asking costs a query).
         self._reads_everything = ctx.system or authz.is_admin(ctx)
         self._batch_relationships: dict[uuid.UUID, list[extension.RelationshipSpec]] = {}
+        self._policies: dict[uuid.UUID, list[rights.PolicySpec]] = {}
+        self._rights_documents: dict[tuple[rights.PolicySpec, ...], str] = {}
 
     # -- helpers --
 
@@ -228,6 +232,11 @@ class AipBuilder:
             authz.authorize(self.ctx, obj, m.Action.READ)
 
     def policies(self, obj: m.DSpaceObject) -> list[rights.PolicySpec]:
+        """The object's policies as the package states them; asked for twice per object
+        (METSRights and DAVPACK-OBJECT), made once per :meth:`build`."""
+        found = self._policies.get(obj.id)
+        if found is not None:
+            return found
         out = []
         for p in obj.policies:
             out.append(rights.PolicySpec(
@@ -236,6 +245,7 @@ class AipBuilder:
                 end=p.end_date, name=p.name, description=p.description, rptype=p.rptype,
                 group_id=str(p.group_id) if p.group_id else None,
                 person_id=str(p.eperson_id) if p.eperson_id else None))
+        self._policies[obj.id] = out
         return out
 
     def parent_handle(self, obj: m.DSpaceObject) -> str | None:
@@ -252,6 +262,7 @@ class AipBuilder:
 
     def build(self, obj: m.DSpaceObject) -> BuiltAip:
         self.check_object(obj)
+        self._policies.clear()
         is_item = isinstance(obj, m.Item)
         mtime = obj.last_modified if is_item else CONTAINER_ZIP_TIME
         name = package_file_name(obj, self.extension)
@@ -402,8 +413,7 @@ class AipBuilder:
         for plan in bundles:
             plan.amd_id = ids("amd")
             with w.element("amdSec", [("ID", plan.amd_id)]):
-                self._md(w, "rightsMD", ids("rightsMD"), MD_RIGHTS,
-                         rights.rights_document(self.policies(plan.bundle), now=self.opts.now))
+                self._rights_md(w, ids, plan.bundle)
             for f in plan.files:
                 f.amd_id = ids("amd")
                 self._bitstream_amd(w, ids, f)
@@ -426,9 +436,23 @@ class AipBuilder:
                                      ("OTHERTYPE", "DSpace Software")]):
                 w.leaf("name", f"davpack {__version__}")
 
-    def _md(self, w: XmlWriter, kind: str, section_id: str, label: str, document: Any) -> None:
+    def _md(self, w: XmlWriter, kind: str, section_id: str, label: str,
+            document: Node | str) -> None:
         with w.element(kind, [("ID", section_id)]), w.element("mdWrap", mdtype_attrs(label)):
             w.xml_data(document)
+
+    def _rights_md(self, w: XmlWriter, ids: IdGen, obj: m.DSpaceObject) -> None:
+        """The object's METSRights section.  Most objects of an export share one of a few
+        policy sets, so each set's document is built once (in a bounded cache)."""
+        policies = self.policies(obj)
+        key = tuple(policies)
+        document = self._rights_documents.get(key)
+        if document is None:
+            if len(self._rights_documents) >= RIGHTS_CACHE_SIZE:
+                self._rights_documents.clear()
+            document = rights.rights_document(policies, now=self.opts.now).serialise()
+            self._rights_documents[key] = document
+        self._md(w, "rightsMD", ids("rightsMD"), MD_RIGHTS, document)
 
     def _dmd(self, w: XmlWriter, ids: IdGen, values: list[Any], kind: str) -> list[str]:
         out = []
@@ -452,8 +476,7 @@ class AipBuilder:
             for licence in licences:
                 self._licence(w, ids, licence)
             if not isinstance(obj, m.Site):
-                self._md(w, "rightsMD", ids("rightsMD"), MD_RIGHTS,
-                         rights.rights_document(self.policies(obj), now=self.opts.now))
+                self._rights_md(w, ids, obj)
             self._md(w, "sourceMD", ids("sourceMD"), MD_TECHMD,
                      dim.techmd_document(kind, self._techmd(obj)))
         return amd_id
@@ -495,8 +518,7 @@ class AipBuilder:
                 self._md(w, "techMD", ids("techMD"), MD_PREMIS, premis.premis_document(
                     uuid=str(b.id), md5=b.md5, size=b.size, mime_type=b.mime_type,
                     name=b.name))
-            self._md(w, "rightsMD", ids("rightsMD"), MD_RIGHTS,
-                     rights.rights_document(self.policies(b), now=self.opts.now))
+            self._rights_md(w, ids, b)
             self._md(w, "sourceMD", ids("sourceMD"), MD_TECHMD,
                      dim.techmd_document("BITSTREAM", self._bitstream_techmd(b)))
 

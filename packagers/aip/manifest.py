@@ -31,6 +31,8 @@ HREF = f"{{{XLINK_NS}}}href"
 OBJECT_TYPES = {"SITE": ObjectType.SITE, "COMMUNITY": ObjectType.COMMUNITY,
                 "COLLECTION": ObjectType.COLLECTION, "ITEM": ObjectType.ITEM}
 MD_KINDS = ("techMD", "rightsMD", "sourceMD", "digiprovMD")
+# The elements read while streaming (any namespace): the root and the structMap skeleton.
+STREAMED_TAGS = ("{*}mets", "{*}structMap", "{*}div", "{*}fptr")
 
 
 @dataclass
@@ -176,8 +178,13 @@ def _ids(value: str | None) -> list[str]:
 
 
 def _md_section(el: Any, kind: str, name: str) -> MdSection:
-    wrap = next((c for c in el if local(c.tag) == "mdWrap"), None)
-    ref = next((c for c in el if local(c.tag) == "mdRef"), None)
+    wrap = ref = None
+    for c in el:
+        kind_of_child = local(c.tag)
+        if kind_of_child == "mdWrap" and wrap is None:
+            wrap = c
+        elif kind_of_child == "mdRef" and ref is None:
+            ref = c
     source = wrap if wrap is not None else ref
     if source is None:
         raise _fail(f"Invalid METS Manifest: {kind} {el.get('ID')} has neither mdWrap nor "
@@ -189,9 +196,10 @@ def _md_section(el: Any, kind: str, name: str) -> MdSection:
                         mimetype=source.get("MIMETYPE"))
     if wrap is not None:
         for c in wrap:
-            if local(c.tag) == "xmlData":
+            kind_of_child = local(c.tag)
+            if kind_of_child == "xmlData":
                 section.xml = next((x for x in c if isinstance(x.tag, str)), None)
-            elif local(c.tag) == "binData":
+            elif kind_of_child == "binData":
                 section.bindata = "".join(c.itertext())
     elif ref is not None:
         if (ref.get("LOCTYPE") or "").upper() != "URL":
@@ -204,47 +212,49 @@ def _md_section(el: Any, kind: str, name: str) -> MdSection:
 def read_manifest(stream: IO[bytes] | bytes, name: str) -> Manifest:
     """Parse and check a METS manifest (see the module docstring)."""
     root: Any = None
-    stack: list[Any] = []
     structmaps = 0
     top: dict[str, Any] = {"dmdids": [], "admids": [], "fptr": None, "seen": False}
     children: list[ChildRef] = []
     template: list[str] | None = None
-    events = xmlsafe.iterparse(stream, events=("start", "end"), name=name,
-                               max_bytes=MAX_MANIFEST_BYTES)
+    # Only the elements the stream logic looks at raise events (libxml2 filters the rest,
+    # so the embedded metadata costs no Python per element); the tree is built anyway.
+    events = xmlsafe.iterparse(stream, events=("start", "end"), tag=STREAMED_TAGS,
+                               name=name, max_bytes=MAX_MANIFEST_BYTES)
     for event, el in events:
+        if root is None:
+            root = el.getroottree().getroot()
+        parent = el.getparent()
         if event == "start":
-            if root is None:
-                root = el
-            elif len(stack) == 1 and local(el.tag) == "structMap":
+            if parent is None:
+                continue
+            if parent is root and local(el.tag) == "structMap":
                 structmaps += 1
-            elif (len(stack) == 2 and structmaps == 1 and local(el.tag) == "div"
-                  and local(stack[1].tag) == "structMap" and not top["seen"]):
+            elif (structmaps == 1 and not top["seen"] and local(el.tag) == "div"
+                  and parent.getparent() is root and local(parent.tag) == "structMap"):
                 top.update(dmdids=_ids(el.get("DMDID")), admids=_ids(el.get("ADMID")),
                            seen=True)
-            stack.append(el)
             continue
-        stack.pop()
-        if (len(stack) == 3 and structmaps == 1 and local(stack[1].tag) == "structMap"
-                and local(stack[2].tag) == "div"):
-            kind = local(el.tag)
-            if kind == "fptr" and top["fptr"] is None:
-                top["fptr"] = el.get("FILEID")
-            elif kind == "div":
-                if (el.get("TYPE") or "") == "DSpace ITEM Template":
-                    template = _ids(el.get("DMDID"))
-                else:
-                    handle = url = None
-                    for mptr in el:
-                        if local(mptr.tag) != "mptr":
-                            continue
-                        loctype = (mptr.get("LOCTYPE") or "").upper()
-                        if loctype == "HANDLE":
-                            handle = mptr.get(HREF)
-                        elif loctype == "URL":
-                            url = mptr.get(HREF)
-                    if handle or url:
-                        children.append(ChildRef(el.get("TYPE"), handle, url))
-            xmlsafe.release(el)
+        if structmaps != 1 or not _in_first_map_div(parent, root):
+            continue
+        kind = local(el.tag)
+        if kind == "fptr" and top["fptr"] is None:
+            top["fptr"] = el.get("FILEID")
+        elif kind == "div":
+            if (el.get("TYPE") or "") == "DSpace ITEM Template":
+                template = _ids(el.get("DMDID"))
+            else:
+                handle = url = None
+                for mptr in el:
+                    if local(mptr.tag) != "mptr":
+                        continue
+                    loctype = (mptr.get("LOCTYPE") or "").upper()
+                    if loctype == "HANDLE":
+                        handle = mptr.get(HREF)
+                    elif loctype == "URL":
+                        url = mptr.get(HREF)
+                if handle or url:
+                    children.append(ChildRef(el.get("TYPE"), handle, url))
+        xmlsafe.release(el)
     if root is None or local(root.tag) != "mets":
         raise _fail("not a METS document: the root element of mets.xml is not <mets>", name,
                     found=None if root is None else local(root.tag))
@@ -252,6 +262,15 @@ def read_manifest(stream: IO[bytes] | bytes, name: str) -> Manifest:
         raise _fail("not a METS document: <mets> is not in the METS namespace", name,
                     expected=METS_NS, found=root.tag)
     return _model(root, name, top, children, template)
+
+
+def _in_first_map_div(parent: Any, root: Any) -> bool:
+    """Whether ``parent`` is a ``div`` directly under a ``structMap`` of the root: its
+    children are the object's parts (files, or a container's children), streamed."""
+    if parent is None or local(parent.tag) != "div":
+        return False
+    grand = parent.getparent()
+    return grand is not None and grand.getparent() is root and local(grand.tag) == "structMap"
 
 
 def _model(root: Any, name: str, top: dict[str, Any], children: list[ChildRef],

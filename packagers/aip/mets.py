@@ -3,20 +3,17 @@
 The writer produces the METS skeleton element by element straight into a binary stream
 (a spooled zip member), so a collection AIP listing a million items is written in
 constant memory; the small metadata documents embedded in it (DIM, MODS, PREMIS, rights,
-roles) are built as lxml elements and serialised in place.  Output is deterministic:
-attributes are written in the order given, indentation is fixed, and nothing depends on
-the clock, the locale or the machine's time zone.
+roles) are built as :class:`Node` trees and serialised in place, exactly as lxml would.
+Output is deterministic: attributes are written in the order given, indentation is fixed,
+and nothing depends on the clock, the locale or the machine's time zone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
-
-from lxml import etree
 
 from packagers.errors import PackageError
 from server.errors import Detail
@@ -72,6 +69,12 @@ STRUCT_PARENT = "Parent"
 CONTAINER_ZIP_TIME = datetime(2002, 11, 4, 0, 0, 0)
 
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# Anything an attribute value cannot carry as is: illegal or to be escaped.  Most values
+# have none, and one search is cheaper than checking and escaping each of them.
+_ATTR_SPECIAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff"
+                           "&<\"\n\r\t]")
+# What lxml escapes in an attribute value of an embedded document (``>`` as well).
+_EMBEDDED_ATTR_SPECIAL = re.compile("[&<>\"\n\r\t]")
 
 
 def mdtype_attrs(label: str) -> list[tuple[str, str]]:
@@ -164,13 +167,15 @@ class XmlWriter:
             self._buf.clear()
             self._pending = 0
 
-    def _attrs(self, attrs: Attrs) -> str:
+    @staticmethod
+    def _attrs(attrs: Attrs) -> str:
         parts = []
         for name, value in attrs:
             if value is None:
                 continue
-            check_xml_chars(value, name)
-            parts.append(f' {name}="{escape_attr(value)}"')
+            if _ATTR_SPECIAL.search(value):
+                value = escape_attr(check_xml_chars(value, name))
+            parts.append(f' {name}="{value}"')
         return "".join(parts)
 
     @property
@@ -183,18 +188,17 @@ class XmlWriter:
         self._write('<?xml version="1.0" encoding="utf-8" standalone="no"?>\n')
 
     def start(self, tag: str, attrs: Attrs = ()) -> None:
-        self._write(f"{self._indent * self.depth}<{tag}{self._attrs(attrs)}>\n")
+        self._write(f"{self._indent * len(self._stack)}<{tag}{self._attrs(attrs)}>\n")
         self._stack.append(tag)
 
     def end(self) -> None:
         tag = self._stack.pop()
-        self._write(f"{self._indent * self.depth}</{tag}>\n")
+        self._write(f"{self._indent * len(self._stack)}</{tag}>\n")
 
-    @contextmanager
-    def element(self, tag: str, attrs: Attrs = ()) -> Iterator[None]:
+    def element(self, tag: str, attrs: Attrs = ()) -> _Open:
+        """``with w.element(...):`` - the element's content is what the block writes."""
         self.start(tag, attrs)
-        yield
-        self.end()
+        return _Open(self)
 
     def empty(self, tag: str, attrs: Attrs = ()) -> None:
         self._write(f"{self._indent * self.depth}<{tag}{self._attrs(attrs)}/>\n")
@@ -208,12 +212,12 @@ class XmlWriter:
         """A line of already escaped character data (base64 chunks)."""
         self._write(text)
 
-    def xml_data(self, element: Any) -> None:
-        """``<xmlData>`` holding an lxml element (with its own namespace declarations),
-        pretty-printed in place."""
-        etree.indent(element, space="  ")
-        text = etree.tostring(element, encoding="unicode")
-        self._write(f"{self._indent * self.depth}<xmlData>{text}</xmlData>\n")
+    def xml_data(self, document: Node | str) -> None:
+        """``<xmlData>`` holding an embedded document (with its own namespace
+        declarations), pretty-printed in place; ``str``: one :meth:`Node.serialise` gave
+        (a document written many times)."""
+        text = document if isinstance(document, str) else document.serialise()
+        self._write(f"{self._indent * len(self._stack)}<xmlData>{text}</xmlData>\n")
 
     def close(self) -> None:
         while self._stack:
@@ -221,26 +225,116 @@ class XmlWriter:
         self.flush()
 
 
+class _Open:
+    """An element :meth:`XmlWriter.element` started; ends it when the block completes
+    (a plain class: a generator-based context manager costs three times as much)."""
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: XmlWriter) -> None:
+        self._writer = writer
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self._writer.end()
+
+
+# Qualified names ("prefix:local") of the "{namespace}local" names of embedded documents,
+# per namespace map.  Tags, attribute names and maps are the crosswalks' constants, so
+# this stays small.
+_QUALIFIED: dict[tuple[tuple[str | None, str], ...], dict[str, str]] = {}
+
+
+class Node:
+    """An element of an embedded metadata document (DIM, MODS, PREMIS, rights, roles...).
+
+    Built with :func:`element` and :func:`sub`, written by :meth:`XmlWriter.xml_data`
+    byte for byte as lxml writes the same element after ``etree.indent(space="  ")``
+    (so AIPs did not change when these replaced lxml elements, which cost several times
+    as much to build and serialise).  Every namespace used must be declared on the root.
+    """
+
+    __slots__ = ("attrs", "children", "nsmap", "tag", "text")
+
+    def __init__(self, tag: str, attrs: dict[str, str], text: str | None,
+                 nsmap: dict[str | None, str] | None = None) -> None:
+        self.tag = tag
+        self.attrs = attrs
+        self.text = text
+        self.children: list[Node] = []
+        self.nsmap = nsmap
+
+    def serialise(self) -> str:
+        nsmap = self.nsmap or {}
+        names = _QUALIFIED.setdefault(tuple(nsmap.items()), {})
+        out: list[str] = []
+        write = out.append
+
+        def qualified(name: str) -> str:
+            uri, _, local_name = name[1:].partition("}")
+            prefix = next(p for p, u in nsmap.items() if u == uri)
+            names[name] = found = f"{prefix}:{local_name}" if prefix else local_name
+            return found
+
+        def start(node: Node, declarations: str) -> str:
+            tag = node.tag
+            if tag[0] == "{":
+                tag = names.get(tag) or qualified(tag)
+            write(f"<{tag}{declarations}")
+            for name, value in node.attrs.items():
+                if name[0] == "{":
+                    name = names.get(name) or qualified(name)
+                if _EMBEDDED_ATTR_SPECIAL.search(value):
+                    value = escape_attr(value).replace(">", "&gt;")
+                write(f' {name}="{value}"')
+            return tag
+
+        def element(node: Node, depth: int, declarations: str = "") -> None:
+            tag = start(node, declarations)
+            text = node.text
+            if node.children:
+                # etree.indent: blank text and every tail become a line break + indentation
+                pad = "\n" + "  " * (depth + 1)
+                write(f">{escape_text(text)}" if text and text.strip() else f">{pad}")
+                last = node.children[-1]
+                for child in node.children:
+                    element(child, depth + 1)
+                    write(pad if child is not last else "\n" + "  " * depth)
+                write(f"</{tag}>")
+            elif text is not None:
+                write(f">{escape_text(text)}</{tag}>")
+            else:
+                write("/>")
+
+        element(self, 0, "".join(f' xmlns:{prefix}="{uri}"' if prefix else f' xmlns="{uri}"'
+                                 for prefix, uri in nsmap.items()))
+        return "".join(out)
+
+
 def element(tag: str, attrs: dict[str, str] | None = None, *, nsmap: dict[str | None, str]
-            | None = None, text: str | None = None) -> Any:
-    """A new lxml element (root of an embedded document)."""
-    el = etree.Element(tag, nsmap=nsmap)
-    for key, value in (attrs or {}).items():
-        el.set(key, check_xml_chars(value, key))
-    if text is not None:
-        el.text = check_xml_chars(text, tag)
-    return el
+            | None = None, text: str | None = None) -> Node:
+    """The root of an embedded document, declaring the namespaces in ``nsmap``."""
+    return Node(tag, _checked(attrs or {}), None if text is None else check_xml_chars(text, tag),
+                nsmap or {})
 
 
-def sub(parent: Any, tag: str, attrs: dict[str, str | None] | None = None,
-        text: str | None = None) -> Any:
-    el = etree.SubElement(parent, tag)
-    for key, value in (attrs or {}).items():
-        if value is not None:
-            el.set(key, check_xml_chars(value, key))
-    if text is not None:
-        el.text = check_xml_chars(text, tag)
-    return el
+def sub(parent: Node, tag: str, attrs: dict[str, str | None] | None = None,
+        text: str | None = None) -> Node:
+    """A child element; attributes whose value is None are left out."""
+    node = Node(tag, _checked(attrs) if attrs else {},
+                None if text is None else check_xml_chars(text, tag))
+    parent.children.append(node)
+    return node
+
+
+def _checked(attrs: dict[str, str | None] | dict[str, str]) -> dict[str, str]:
+    """The attributes that have a value, in order, each checked for characters XML cannot
+    carry."""
+    return {key: check_xml_chars(value, key) for key, value in attrs.items()
+            if value is not None}
 
 
 def local(tag: object) -> str:
