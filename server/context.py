@@ -34,6 +34,7 @@ from server.store import ContentStore, FilesystemStore, StagedContent, verify_ex
 log = logging.getLogger(__name__)
 
 _CLAIM_ATTEMPTS = 10
+_SYNC_BATCH = 1000
 _PINS = "davpack_pinned_last_modified"
 
 
@@ -92,6 +93,7 @@ class Repository:
                              else session.merge(actor, load=False))
             yield ctx
             if write:
+                ctx.sync_content()
                 session.commit()
             else:
                 session.rollback()
@@ -147,6 +149,7 @@ class Context:
         self.system = system
         self.actor: m.EPerson | None = None
         self.placed_content: set[str] = set()
+        self._unsynced: list[str] = []
         self.released_content: set[str] = set()
         self.warnings: list[str] = []
         self.new_fields: set[str] = set()
@@ -202,13 +205,24 @@ class Context:
                 self.placed_content.add(d.sha256)
             elif d.sha256 in self.placed_content or self.store.exists(d.sha256):
                 staged.discard()
+                return row
             else:
                 # The row exists but the file is gone (damaged store): heal it with our copy.
                 self.store.place(staged)
         except BaseException:
             staged.discard()
             raise
+        self._unsynced.append(d.sha256)
+        if len(self._unsynced) >= _SYNC_BATCH:
+            self.sync_content()
         return row
+
+    def sync_content(self) -> None:
+        """Make the content this unit placed durable (the store does a batch at once);
+        runs before commit, and every :data:`_SYNC_BATCH` files so the list stays short."""
+        if self._unsynced:
+            self.store.sync(self._unsynced)
+            self._unsynced.clear()
 
     def add_content(self, source: BinaryIO, *, name: str | None = None,
                     limit: int | None = None, md5: str | None = None,
@@ -231,14 +245,16 @@ class Context:
         # committed, released it and had it collected) is claimed again from the insert.
         insert_new = _insert_new_content(self.session.get_bind().dialect.name)
         for _attempt in range(_CLAIM_ATTEMPTS):
-            if self.session.execute(insert_new, values).first() is not None:
-                new = m.StoredContent(**values)
-                make_transient_to_detached(new)
-                self.session.add(new)
-                return new, True
-            row = self.session.scalars(select(m.StoredContent)
-                                       .where(m.StoredContent.sha256 == sha256)
-                                       .with_for_update(read=True)).first()
+            with self.session.no_autoflush:  # no pending object bears on a content row
+                inserted = self.session.execute(insert_new, values).first() is not None
+                if inserted:
+                    new = m.StoredContent(**values)
+                    make_transient_to_detached(new)
+                    self.session.add(new)
+                    return new, True
+                row = self.session.scalars(select(m.StoredContent)
+                                           .where(m.StoredContent.sha256 == sha256)
+                                           .with_for_update(read=True)).first()
             if row is not None:
                 return row, False
         raise Conflict(f"content {sha256} is being stored and removed concurrently; try again",
@@ -267,6 +283,7 @@ class Context:
                 log.error("could not remove %s after rollback: %s", key, exc)
         self.placed_content.clear()
         self.released_content.clear()
+        self._unsynced.clear()
 
 
 @functools.cache

@@ -4,14 +4,18 @@ Content is addressed by SHA-256, so identical bitstreams are stored once.  Writi
 two-phase so that nothing half-written is ever visible:
 
 1. :meth:`ContentStore.stage` streams the bytes into a private staging file, enforcing the
-   size limit and computing MD5, SHA-256 and CRC-32 in the same pass (fsync at the end).
+   size limit and computing MD5, SHA-256 and CRC-32 in the same pass.
    Bytes that arrive by pieces (an upload being received) go through
-   :meth:`ContentStore.open_staging` instead, with the same hashing and fsync; and a
+   :meth:`ContentStore.open_staging` instead, with the same hashing; and a
    stream that already has its bytes staged (a zip member copied while the zip arrived,
    see :class:`server.archive.MemberCopies`) hands that staged file over instead of being
    copied again.
 2. :meth:`ContentStore.place` renames the staged file to its final, content-addressed name
-   (atomic on POSIX) and fsyncs the directory.
+   (atomic on POSIX).
+3. :meth:`ContentStore.sync` makes placed content durable -- its bytes and its directory
+   entry -- for a whole batch at once; the unit of work calls it before the transaction
+   that references the content commits (see ``server.context``).  Staged files that are
+   discarded never need to be durable, so nothing is synced before this step.
 
 Which staged files get placed, and when stored files may be removed, is decided by the
 database (``StoredContent`` rows act as locks; see ``server.context``), never by the store
@@ -20,15 +24,21 @@ alone: the store knows files, not references.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import io
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
+import threading
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -141,27 +151,62 @@ def copy_hashed(
     reading the rest.  Memory stays at two blocks whatever the size (one is being read
     while the worker hashing MD5 still reads the other; see :class:`Hasher`).
     """
-    hasher = Hasher(limit=limit, name=name)
-    buffers = (memoryview(bytearray(block_size)), memoryview(bytearray(block_size)))
-    turn = 0
     readinto = getattr(source, "readinto", None)
-    while True:
-        if readinto is not None:
+    if readinto is None:
+        return _copy_reads(source, target, limit=limit, block_size=block_size, name=name)
+    hasher = Hasher(limit=limit, name=name)
+    turn = 0
+    with _buffers(source, block_size) as buffers:
+        while True:
             view = buffers[turn]
             turn ^= 1
             n = readinto(view)
             if not n:
                 break
-            chunk = view[:n]
-        else:
-            data = source.read(block_size)
-            if not data:
-                break
-            chunk = memoryview(data)
-        hasher.update(chunk)
+            hasher.update(view[:n])
+            if target is not None:
+                target.write(view[:n])
+        return hasher.digests()
+
+
+def _copy_reads(source: BinaryIO, target: BinaryIO | None, *, limit: int | None,
+                block_size: int, name: str | None) -> Digests:
+    """:func:`copy_hashed` for a source that can only ``read`` (each block a new bytes)."""
+    hasher = Hasher(limit=limit, name=name)
+    while True:
+        data = source.read(block_size)
+        if not data:
+            break
+        hasher.update(data)
         if target is not None:
-            target.write(chunk)
+            target.write(data)
     return hasher.digests()
+
+
+_BUFFERS = threading.local()
+
+
+@contextmanager
+def _buffers(source: BinaryIO, block_size: int) -> Iterator[tuple[memoryview, memoryview]]:
+    """Two buffers to read ``source`` into: sized to a small regular file (one read takes it
+    all), else this thread's two ``block_size`` buffers, reused from call to call --
+    allocating and zeroing 2 MiB costs more than copying a small file.  A call gives them
+    back only once its MD5 worker is done with them (:meth:`Hasher.digests`)."""
+    try:
+        facts = os.fstat(source.fileno())
+        size = facts.st_size if stat.S_ISREG(facts.st_mode) else block_size
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        size = block_size
+    if size < block_size:
+        small = size + 1  # the one more byte a read finds missing ends the copy
+        yield memoryview(bytearray(small)), memoryview(bytearray(small))
+        return
+    pairs: dict[int, tuple[memoryview, memoryview]] = _BUFFERS.__dict__.setdefault("free", {})
+    pair = pairs.pop(block_size, None)  # absent while a copy on this thread holds it
+    if pair is None:
+        pair = (memoryview(bytearray(block_size)), memoryview(bytearray(block_size)))
+    yield pair
+    pairs[block_size] = pair
 
 
 def verify_expected(digests: Digests, *, name: str | None, md5: str | None = None,
@@ -184,7 +229,7 @@ def verify_expected(digests: Digests, *, name: str | None, md5: str | None = Non
 
 @dataclass
 class StagedContent:
-    """A fully written, fsynced file in the staging area, not yet visible in the store."""
+    """A fully written file in the staging area, not yet visible in the store."""
 
     path: Path
     digests: Digests
@@ -201,15 +246,13 @@ class StagingFile:
     """Content written into the staging area piece by piece, hashed as it goes: what
     :meth:`ContentStore.stage` does for a stream it reads, for a caller that pushes bytes
     (see :class:`Hasher` for how long a piece must stay unchanged).  :meth:`finish` (which
-    may run on another thread) fsyncs and hands over the :class:`StagedContent`;
-    :meth:`discard` removes the file."""
+    may run on another thread) hands over the :class:`StagedContent`; :meth:`discard`
+    removes the file."""
 
-    def __init__(self, path: Path, fd: int, *, fsync: bool, limit: int | None,
-                 name: str | None) -> None:
+    def __init__(self, path: Path, fd: int, *, limit: int | None, name: str | None) -> None:
         self.path = path
         self.name = name
         self._out = os.fdopen(fd, "wb", buffering=0)
-        self._fsync = fsync
         self._hasher = Hasher(limit=limit, name=name)
 
     def write(self, chunk: bytes | memoryview) -> None:
@@ -219,8 +262,6 @@ class StagingFile:
     def finish(self) -> StagedContent:
         try:
             digests = self._hasher.digests()
-            if self._fsync:
-                os.fsync(self._out.fileno())
             self._out.close()
         except BaseException:
             self.discard()
@@ -247,7 +288,13 @@ class ContentStore(ABC):
 
     @abstractmethod
     def place(self, staged: StagedContent) -> None:
-        """Make staged content visible under its SHA-256 (replacing a damaged copy)."""
+        """Make staged content visible under its SHA-256 (replacing a damaged copy); it is
+        durable only once :meth:`sync` has run for it."""
+
+    @abstractmethod
+    def sync(self, keys: Collection[str]) -> None:
+        """Make placed content durable, bytes and directory entries, for many keys at once
+        (before the transaction that references them commits)."""
 
     @abstractmethod
     def open(self, sha256: str) -> BinaryIO:
@@ -302,8 +349,6 @@ class FilesystemStore(ContentStore):
             with os.fdopen(fd, "wb", buffering=0) as out:
                 digests = copy_hashed(source, out, limit=limit, block_size=self.block_size,
                                       name=name)
-                if self.fsync:
-                    os.fsync(out.fileno())
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -312,7 +357,7 @@ class FilesystemStore(ContentStore):
     def open_staging(self, *, limit: int | None = None,
                      name: str | None = None) -> StagingFile:
         fd, path = self._new_staging_file()
-        return StagingFile(path, fd, fsync=self.fsync, limit=limit, name=name)
+        return StagingFile(path, fd, limit=limit, name=name)
 
     def _new_staging_file(self) -> tuple[int, Path]:
         fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="stage-")
@@ -322,8 +367,20 @@ class FilesystemStore(ContentStore):
         final = self._path(staged.digests.sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, final)
-        if self.fsync:
-            _fsync_dir(final.parent)
+
+    def sync(self, keys: Collection[str]) -> None:
+        """One ``syncfs`` of the store's file system for a batch (where there is one: a
+        file's fsync costs a journal commit, some milliseconds, even back to back), else an
+        fsync of each file and then of each directory holding one."""
+        if not self.fsync or not keys:
+            return
+        if len(keys) >= SYNCFS_MIN and _syncfs(self.root):
+            return
+        paths = [self._path(key) for key in keys]
+        for path in paths:
+            _fsync_path(path)
+        for directory in {path.parent for path in paths}:
+            _fsync_path(directory)
 
     def open(self, sha256: str) -> BinaryIO:
         try:
@@ -341,7 +398,7 @@ class FilesystemStore(ContentStore):
         path = self._path(sha256)
         path.unlink(missing_ok=True)
         if self.fsync and path.parent.exists():
-            _fsync_dir(path.parent)
+            _fsync_path(path.parent)
 
     def iter_keys(self) -> Iterator[str]:
         for first in sorted(self.root.iterdir()):
@@ -395,9 +452,32 @@ def _staged_copy(source: BinaryIO, staging: Path) -> StagedContent | None:
     return copy
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+SYNCFS_MIN = 8
+"""Batches of at least this many files are synced with one ``syncfs`` (Linux)."""
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _syncfs(root: Path) -> bool:
+    """``syncfs(2)`` on the file system holding ``root``: every dirty file and directory
+    there is written and flushed (and, since Linux 5.8, a write-back error is reported);
+    False where the call is not available."""
+    call = getattr(_LIBC, "syncfs", None)
+    if call is None:
+        return False
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        if call(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs of {root} failed: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+    return True

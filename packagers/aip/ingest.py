@@ -100,6 +100,8 @@ DEFAULT_LICENSE = ("The depositor grants the repository the non-exclusive right 
                    "preserve and distribute this item in any format or medium.\n")
 LICENSE_MIME = "text/plain; charset=utf-8"
 INSTALL_FIELDS = frozenset({"dc.date.accessioned", "dc.date.available", "dc.identifier.uri"})
+FLUSH_EVERY = 50
+"""Packages ingested between two writes of the unit of work (see flush_now_and_then)."""
 
 
 def scratch_root(repo: Repository) -> Path:
@@ -352,7 +354,6 @@ class IngestRun:
         self.relationships: list[tuple[extension.RelationshipSpec, str]] = []
         self.missing: list[Detail] = []
         self.top_target: uuid.UUID | None = None
-        self.fresh: set[uuid.UUID] = set()
         # UUIDs of the package at hand that one query found unused and nothing has taken
         # yet (see free_uuid); people, groups and schemas found by name, since policies and
         # submitters name the same few thousands of times (apply_roles, the only step that
@@ -360,6 +361,9 @@ class IngestRun:
         self.absent: set[uuid.UUID] = set()
         self.subjects: dict[tuple[type, str], m.DSpaceObject] = {}
         self.schemas: set[str] = set()
+        self.unflushed = 0  # packages done since the last flush
+        # The extension section of the package at hand, read once (see ext).
+        self.ext_read: tuple[Manifest, extension.ExtObject | None] | None = None
 
     # -- helpers --
 
@@ -399,20 +403,12 @@ class IngestRun:
         if wanted in self.absent:
             self.absent.discard(wanted)
             return wanted
-        if self.get(wanted) is not None:
-            return None
-        return wanted
+        return wanted if objects.free_uuids(self.ctx, [wanted]) else None
 
     def note_absent(self, wanted: list[uuid.UUID | None]) -> None:
         """Look up the UUIDs a package is about to create in one query, for
-        :meth:`free_uuid` (rather than one query per bundle and file)."""
-        ids = {w for w in wanted if w is not None}
-        if not self.restore or not ids:
-            self.absent = set()
-            return
-        taken = set(self.ctx.session.scalars(
-            select(m.DSpaceObject.id).where(m.DSpaceObject.id.in_(ids))))
-        self.absent = ids - taken
+        :meth:`free_uuid` (rather than one query per object)."""
+        self.absent = objects.free_uuids(self.ctx, wanted) if self.restore else set()
 
     def group_named(self, internal: str) -> m.Group | None:
         found = self.subjects.get((m.Group, internal))
@@ -433,6 +429,14 @@ class IngestRun:
     def note_time(self, obj: m.DSpaceObject, when: datetime | None) -> None:
         if self.restore and when is not None:
             self.times[obj.id] = when
+
+    def flush_now_and_then(self) -> None:
+        """Write the objects made so far every :data:`FLUSH_EVERY` packages: one flush
+        for many items costs less than one each, and what is flushed is no longer held."""
+        self.unflushed += 1
+        if self.unflushed >= FLUSH_EVERY:
+            self.ctx.session.flush()
+            self.unflushed = 0
 
     # -- driving --
 
@@ -474,7 +478,7 @@ class IngestRun:
                 final: bool = False) -> None:
         key = path.resolve()
         if key in self.done:
-            self.map_listed(self.done[key], listing)
+            self.map_listed(self.get(self.done[key]) if listing else None, listing)
             return
         label = path.name
         with open_package(path, label, self.opts, self.schemas_dir) as pkg:
@@ -489,12 +493,13 @@ class IngestRun:
             if obj is _MISSING:
                 return
             assert obj is None or isinstance(obj, m.DSpaceObject)
+            self.flush_now_and_then()
             self.done[key] = obj.id if obj is not None else None
             pending = self.deferred.pop(key, None)
             if obj is not None:
                 for other in (pending.listings if pending else []):
-                    self.map_listed(obj.id, other)
-                self.map_listed(obj.id, listing)
+                    self.map_listed(obj, other)
+                self.map_listed(obj, listing)
             if obj is None or not self.request.recursive or isinstance(obj, m.Item):
                 return
             children = list(mf.children)
@@ -514,15 +519,14 @@ class IngestRun:
                             found=str(target))])
             self.process(target, obj.id, top=False)
 
-    def map_listed(self, object_id: uuid.UUID | None, listing: uuid.UUID | None) -> None:
+    def map_listed(self, obj: m.DSpaceObject | None, listing: uuid.UUID | None) -> None:
         """An item listed by a collection other than its owner is mapped into it."""
-        if object_id is None or listing is None:
+        if not isinstance(obj, m.Item) or obj.owning_collection_id in (None, listing) \
+                or listing is None:
             return
-        item = self.get(object_id)
         collection = self.get(listing)
-        if isinstance(item, m.Item) and isinstance(collection, m.Collection) \
-                and item.owning_collection_id not in (None, collection.id):
-            objects.map_item(self.ctx, item, collection)
+        if isinstance(collection, m.Collection):
+            objects.map_item(self.ctx, obj, collection)
 
     # -- one package --
 
@@ -561,8 +565,8 @@ class IngestRun:
             return found
         if self.request.mode is Mode.SUBMIT:
             return None
-        by_id = self.get(mf.uuid)
-        self.absent = {mf.uuid} if by_id is None and mf.uuid is not None else set()
+        self.note_absent(self.package_uuids(mf))
+        by_id = None if mf.uuid in self.absent else self.get(mf.uuid)
         by_handle = None if self.opts.ignore_handle else self.by_handle(mf.handle,
                                                                         package=False)
         if by_id is not None and by_handle is not None and by_id.id != by_handle.id:
@@ -655,10 +659,24 @@ class IngestRun:
     # -- sections --
 
     def ext(self, mf: Manifest) -> extension.ExtObject | None:
+        if self.ext_read is not None and self.ext_read[0] is mf:
+            return self.ext_read[1]
+        found = None
         for section in mf.anywhere(MD_OBJECT):
             if section.xml is not None:
-                return extension.read_object(section.xml)
-        return None
+                found = extension.read_object(section.xml)
+                break
+        self.ext_read = (mf, found)
+        return found
+
+    def package_uuids(self, mf: Manifest) -> list[uuid.UUID | None]:
+        """Every UUID a package may create: its object's, its files' and its bundles'."""
+        wanted: list[uuid.UUID | None] = [mf.uuid]
+        wanted += [f.uuid for g in mf.groups for f in g.files]
+        ext = self.ext(mf)
+        if ext is not None:
+            wanted += [bundle.id for bundle in ext.bundles]
+        return wanted
 
     def techmd(self, mf: Manifest, admids: list[str]) -> dim.TechMD:
         section = mf.section(admids, "sourceMD", MD_TECHMD)
@@ -693,8 +711,7 @@ class IngestRun:
 
     def apply_policies(self, obj: m.DSpaceObject, specs: list[rights.PolicySpec] | None,
                        package: str, *, defaults: bool = False) -> None:
-        if obj.id not in self.fresh:  # objects made in this run have none to clear
-            authz.clear_policies(self.ctx, obj)
+        authz.clear_policies(self.ctx, obj)
         if specs is None:
             if defaults:
                 self.default_policies(obj)
@@ -920,7 +937,6 @@ class IngestRun:
             assert isinstance(parent, m.Collection)
             obj = self.create_item(pkg, parent, ext, values, handle, object_id)
         self.record(mf, obj)
-        self.fresh.add(obj.id)
         if not isinstance(obj, m.Item):
             self.fill_container(pkg, obj, ext, values, new=True)
         outcome = Outcome.CREATED
@@ -978,7 +994,6 @@ class IngestRun:
                 template = objects.create_template_item(
                     self.ctx, obj, object_id=self.free_uuid(
                         template_ext.id if template_ext else None))
-                self.fresh.add(template.id)
                 self.add_values(template, self.descriptive(mf, mf.template_dmdids),
                                 pkg.label)
                 if template_ext is not None:
@@ -1004,7 +1019,6 @@ class IngestRun:
             format_support=facts.format_support or "UNKNOWN",
             format_internal=bool(facts.format_internal), user_format=facts.user_format)
         if logo is not None:
-            self.fresh.add(logo.id)
             self.add_values(logo, facts.metadata, pkg.label)
             self.apply_policies(logo, facts.policies, pkg.label)
             self.note_time(logo, facts.last_modified)
@@ -1017,7 +1031,6 @@ class IngestRun:
         submitter = self.submitter(pkg, techmd)
         item = objects.create_item(self.ctx, collection, submitter=submitter,
                                    object_id=object_id)
-        self.fresh.add(item.id)
         if self.request.mode is Mode.SUBMIT:
             if not any(v.field == "dc.title" and v.value.strip() for v in values):
                 raise PackageValidationError(
@@ -1088,18 +1101,12 @@ class IngestRun:
         mf = pkg.manifest
         used_seq: set[int] = set()
         groups = [g for g in mf.groups if g.use != "LOGO"]
-        wanted: list[uuid.UUID | None] = [f.uuid for g in groups for f in g.files]
-        for group in groups:
-            bundle_ext = ext.bundle(group.use) if ext is not None else None
-            wanted.append(bundle_ext.id if bundle_ext is not None else None)
-        self.note_absent(wanted)
         for group in groups:
             bundle_ext = ext.bundle(group.use) if ext is not None else None
             bundle = objects.create_bundle(
                 self.ctx, item, group.use,
                 object_id=self.free_uuid(bundle_ext.id if bundle_ext else None),
                 position=bundle_ext.position if bundle_ext and self.restore else None)
-            self.fresh.add(bundle.id)
             primary = bundle_ext.primary if bundle_ext is not None else None
             if primary is None and group.use == "ORIGINAL" and mf.top_fptr:
                 top = mf.file(mf.top_fptr)
@@ -1155,7 +1162,6 @@ class IngestRun:
             user_format=techmd.first("dc.format"), object_id=self.free_uuid(f.uuid),
             primary=primary,
             position=facts.position if facts is not None and self.restore else None)
-        self.fresh.add(bitstream.id)
         if facts is not None:
             self.add_values(bitstream, facts.metadata, pkg.label)
         policies = self.package_policies(mf, f.admids, facts.policies if facts else None)

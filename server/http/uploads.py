@@ -17,8 +17,8 @@ A package (POST, a PUT that replaces) is received by :func:`receive_package` und
 same rules, in one pass that also does what the ingest would otherwise redo: the body is
 hashed only when the client declared a checksum (nothing else needs its digests), and
 the STORED members of a zip (of at least one block) are copied into the store's staging
-area as they go by, hashed, and fsynced in the background (see
-:class:`server.archive.MemberCopies`).  The packager's reads of those members then take
+area as they go by and hashed (see :class:`server.archive.MemberCopies`); they become
+durable with the rest of the unit's content, before its commit.  The packager's reads of those members then take
 the copies instead of copying and hashing the bytes a second time.
 """
 
@@ -274,8 +274,8 @@ def receive_package(environ: Environ, *, staging_dir: Path, store: ContentStore,
 
 class _MemberCopier:
     """Copies the STORED members (of at least ``min_size`` bytes) of a zip being received
-    into the store's staging area; each copy is finished (hashed, fsynced) on a background
-    thread as soon as it is complete, at most :attr:`MAX_FINISHING` at a time."""
+    into the store's staging area; each copy is finished (its MD5 awaited, the file closed) on
+    a background thread as soon as it is complete, at most :attr:`MAX_FINISHING` at a time."""
 
     MAX_FINISHING = 8
 

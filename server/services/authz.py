@@ -188,8 +188,9 @@ def add_policy(ctx: Context, obj: m.DSpaceObject, action: m.Action, *,
 
 
 def clear_policies(ctx: Context, obj: m.DSpaceObject) -> None:
-    obj.policies.clear()
-    ctx.session.flush()
+    if obj.policies:  # a new object's are known to be empty: no query, no flush
+        obj.policies.clear()
+        ctx.session.flush()
 
 
 INHERITED = "TYPE_INHERITED"

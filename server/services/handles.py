@@ -34,8 +34,20 @@ def normalise(text: str) -> str:
 
 
 def resolve(ctx: Context, handle: str) -> m.DSpaceObject | None:
-    return ctx.session.scalars(select(m.DSpaceObject)
-                               .where(m.DSpaceObject.handle == normalise(handle))).first()
+    """The object with ``handle``, counting the unit's changes not yet flushed, without
+    flushing them (a restore writes many new objects in one flush, not one per look-up)."""
+    value = normalise(handle)
+    session = ctx.session
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, m.DSpaceObject) and obj.handle == value \
+                and obj not in session.deleted:
+            return obj
+    with session.no_autoflush:
+        stored = session.scalars(select(m.DSpaceObject)
+                                 .where(m.DSpaceObject.handle == value)).first()
+    if stored is not None and (stored.handle != value or stored in session.deleted):
+        return None  # the unit is giving it another handle, or deleting it
+    return stored
 
 
 def require(ctx: Context, handle: str) -> m.DSpaceObject:
@@ -78,15 +90,18 @@ def mint_block(ctx: Context, count: int, *, reserved: Set[str] = frozenset()) ->
 
 
 def assign(ctx: Context, dso: m.DSpaceObject, handle: str | None) -> str:
-    """Give ``dso`` the handle (a restored one) or a freshly minted one if ``None``."""
+    """Give ``dso`` the handle (a restored one) or a freshly minted one if ``None``.
+
+    A given handle is checked as :func:`resolve` finds it, without flushing: a new object
+    (and its files, values and policies) is then written with its handle in one go.
+    """
     if handle is None:
         dso.handle = mint(ctx)
-    else:
-        value = normalise(handle)
-        owner = resolve(ctx, value)
-        if owner is not None and owner.id != dso.id:
-            raise Conflict(f"handle {value} already belongs to {owner.type.value} {owner.id}",
-                           [Detail("duplicate handle", field="handle", found=value)])
-        dso.handle = value
-    ctx.session.flush()
-    return dso.handle
+        return dso.handle
+    value = normalise(handle)
+    owner = resolve(ctx, value)
+    if owner is not None and owner is not dso:
+        raise Conflict(f"handle {value} already belongs to {owner.type.value} {owner.id}",
+                       [Detail("duplicate handle", field="handle", found=value)])
+    dso.handle = value
+    return value

@@ -9,7 +9,7 @@ DEFAULT_BITSTREAM_READ on to the items and files installed into it.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, cast
@@ -112,8 +112,35 @@ def _new(cls: type, object_id: uuidlib.UUID | None, **kwargs: object) -> m.DSpac
     return obj
 
 
-def _claim_uuid(ctx: Context, object_id: uuidlib.UUID | None) -> uuidlib.UUID | None:
-    if object_id is not None and ctx.session.get(m.DSpaceObject, object_id) is not None:
+_FREE_UUIDS = "free-uuids"
+
+
+def free_uuids(ctx: Context, wanted: Iterable[uuidlib.UUID | None]) -> set[uuidlib.UUID]:
+    """Those of ``wanted`` no object has, in one query; creating an object under one of them
+    later in this unit of work then costs no second look-up."""
+    ids = {w for w in wanted if w is not None}
+    if not ids:
+        return set()
+    session = ctx.session
+    pending = {obj.id for obj in session.new if isinstance(obj, m.DSpaceObject)}
+    with session.no_autoflush:  # pending objects are counted above, not flushed
+        stored = set(session.scalars(select(m.DSpaceObject.id)
+                                     .where(m.DSpaceObject.id.in_(ids - pending))))
+    free = ids - pending - stored
+    verified = cast(set[uuidlib.UUID], ctx._cache.setdefault(_FREE_UUIDS, set()))
+    verified |= free
+    return free
+
+
+def claim_uuid(ctx: Context, object_id: uuidlib.UUID | None) -> uuidlib.UUID | None:
+    """``object_id`` for a new object, refused when an object has it already."""
+    if object_id is None:
+        return None
+    verified = cast(set[uuidlib.UUID], ctx._cache.get(_FREE_UUIDS, set()))
+    if object_id in verified:
+        verified.discard(object_id)  # taken now: the next claim must look again
+        return object_id
+    if ctx.session.get(m.DSpaceObject, object_id) is not None:
         raise Conflict(f"an object with UUID {object_id} already exists",
                        [Detail("duplicate UUID", field="uuid", found=str(object_id))])
     return object_id
@@ -126,7 +153,7 @@ def create_community(ctx: Context, parent: m.Community | None, name: str, *,
         authz.require_admin(ctx)
     else:
         authz.authorize(ctx, parent, m.Action.ADD)
-    community = _new(m.Community, _claim_uuid(ctx, object_id), parent=parent)
+    community = _new(m.Community, claim_uuid(ctx, object_id), parent=parent)
     assert isinstance(community, m.Community)
     ctx.session.add(community)
     ctx.session.flush()
@@ -143,7 +170,7 @@ def create_collection(ctx: Context, community: m.Community, name: str, *,
                       handle: str | None = None, object_id: uuidlib.UUID | None = None,
                       default_policies: bool = True) -> m.Collection:
     authz.authorize(ctx, community, m.Action.ADD)
-    collection = _new(m.Collection, _claim_uuid(ctx, object_id), community=community)
+    collection = _new(m.Collection, claim_uuid(ctx, object_id), community=community)
     assert isinstance(collection, m.Collection)
     ctx.session.add(collection)
     ctx.session.flush()
@@ -258,14 +285,30 @@ def create_item(ctx: Context, collection: m.Collection | None, *,
     """A workspace item in ``collection`` (no handle until it is installed)."""
     if collection is not None:
         authz.authorize(ctx, collection, m.Action.ADD)
-    item = _new(m.Item, _claim_uuid(ctx, object_id), owning_collection=collection,
-                submitter=submitter if submitter is not None else ctx.actor,
+    who = submitter if submitter is not None else ctx.actor
+    item = _new(m.Item, claim_uuid(ctx, object_id), submitter=who,
+                submitter_id=who.id if who is not None else None,
                 in_archive=False, withdrawn=False, discoverable=True,
                 workflow_state=m.WorkflowState.WORKSPACE, is_template=template)
     assert isinstance(item, m.Item)
+    if collection is not None:
+        _own(collection, item)
     ctx.session.add(item)
-    ctx.session.flush()
     return item
+
+
+def _own(collection: m.Collection, item: m.Item) -> None:
+    """Make ``collection`` own ``item`` without keeping the item in a loaded
+    ``collection.items`` (a restore's collections would otherwise hold every item it
+    creates, and their files, policies and values, until the unit of work ends)."""
+    state = inspect(collection)
+    if "items" not in state.unloaded and state.attrs["items"].history.has_changes():
+        item.owning_collection = collection  # changes pending there: join them
+        return
+    item.owning_collection_id = collection.id
+    set_committed_value(item, "owning_collection", collection)
+    if "items" not in state.unloaded and state.session is not None:
+        state.session.expire(collection, ["items"])
 
 
 def create_template_item(ctx: Context, collection: m.Collection,
@@ -273,7 +316,7 @@ def create_template_item(ctx: Context, collection: m.Collection,
     authz.authorize(ctx, collection, m.Action.WRITE)
     if collection.template_item is not None:
         raise Conflict(f"collection {collection.handle} already has a template item")
-    item = _new(m.Item, _claim_uuid(ctx, object_id), owning_collection=None, in_archive=False,
+    item = _new(m.Item, claim_uuid(ctx, object_id), owning_collection=None, in_archive=False,
                 workflow_state=m.WorkflowState.WORKSPACE, is_template=True)
     assert isinstance(item, m.Item)
     ctx.session.add(item)
@@ -353,7 +396,6 @@ def install(ctx: Context, item: m.Item, *, handle: str | None = None,
                             ctx, collection, bitstream,
                             [(m.Action.DEFAULT_BITSTREAM_READ, m.Action.READ)])
     item.touch()
-    ctx.session.flush()
 
 
 def install_values(ctx: Context, handle: str | None, *, issued: bool,
@@ -397,6 +439,9 @@ def set_item_state(ctx: Context, item: m.Item, *, in_archive: bool, withdrawn: b
     reproduces the metadata the package carries and adds nothing.
     """
     authz.authorize(ctx, item, m.Action.WRITE)
+    if (item.in_archive, item.withdrawn, item.discoverable) == (in_archive, withdrawn,
+                                                                 discoverable):
+        return  # already so: nothing to write, nothing changed
     item.in_archive = in_archive
     item.withdrawn = withdrawn
     item.discoverable = discoverable
@@ -486,11 +531,11 @@ def create_bundle(ctx: Context, item: m.Item, name: str, *,
         raise InvalidInput("a bundle needs a name", [Detail("empty bundle name", field="name")])
     if position is None:
         position = max((b.position for b in item.bundles), default=-1) + 1
-    bundle = _new(m.Bundle, _claim_uuid(ctx, object_id), name=name, position=position)
+    bundle = _new(m.Bundle, claim_uuid(ctx, object_id), name=name, position=position,
+                  item_id=item.id)
     assert isinstance(bundle, m.Bundle)
     item.bundles.append(bundle)
     item.touch()
-    ctx.session.flush()
     return bundle
 
 
@@ -507,12 +552,11 @@ def bundle_named(ctx: Context, item: m.Item, name: str) -> m.Bundle:
 
 def _new_bitstream(ctx: Context, content: m.StoredContent, *, name: str, mime_type: str,
                    object_id: uuidlib.UUID | None = None, **fields: object) -> m.Bitstream:
-    bitstream = _new(m.Bitstream, _claim_uuid(ctx, object_id), name=name, mime_type=mime_type,
+    bitstream = _new(m.Bitstream, claim_uuid(ctx, object_id), name=name, mime_type=mime_type,
                      size=content.size, md5=content.md5, sha256=content.sha256,
                      crc32=content.crc32, content=content, **fields)
     assert isinstance(bitstream, m.Bitstream)
     ctx.session.add(bitstream)
-    ctx.session.flush()
     return bitstream
 
 
@@ -542,13 +586,13 @@ def add_bitstream(ctx: Context, bundle: m.Bundle, content: m.StoredContent, *, n
                                object_id=object_id, source=source, description=description,
                                sequence_id=sequence_id, format_name=format_name,
                                format_support=format_support, format_internal=format_internal,
-                               user_format=user_format, position=position)
+                               user_format=user_format, position=position,
+                               bundle_id=bundle.id)
     bundle.bitstreams.append(bitstream)
     if primary:
         bundle.primary_bitstream = bitstream
     bundle.touch()
     item.touch()
-    ctx.session.flush()
     return bitstream
 
 
@@ -637,6 +681,7 @@ def create_items(ctx: Context, new: Sequence[NewItem], *, skip_workflow: bool = 
     for collection in {c.id: c for d in new for c in (d.collection, *d.mapped)}.values():
         authz.authorize(ctx, collection, m.Action.ADD)
     claimed = [d.object_id for d in new if d.object_id is not None]
+    cast(set[uuidlib.UUID], ctx._cache.get(_FREE_UUIDS, set())).difference_update(claimed)
     if claimed:
         taken = session.scalars(select(m.DSpaceObject.id)
                                 .where(m.DSpaceObject.id.in_(claimed))).first()
@@ -870,7 +915,7 @@ def rekey(ctx: Context, obj: m.DSpaceObject, new_id: uuidlib.UUID) -> m.DSpaceOb
     old_id = obj.id
     if old_id == new_id:
         return obj
-    _claim_uuid(ctx, new_id)
+    claim_uuid(ctx, new_id)
     ctx.session.flush()
     cls = type(obj)
     tables = list(inspect(cls).tables)  # dso first, then the subtype table

@@ -10,7 +10,7 @@ from server import models as m
 from server.context import Context
 from server.errors import Conflict, Detail, InvalidInput, NotFound
 from server.passwords import hash_password, verify_password
-from server.services import authz
+from server.services import authz, objects
 
 
 def by_email(ctx: Context, email: str) -> m.EPerson | None:
@@ -42,9 +42,7 @@ def create_person(ctx: Context, email: str, *, password: str | None = None,
     if by_email(ctx, email) is not None:
         raise Conflict(f"a person with e-mail {email} already exists",
                        [Detail("duplicate e-mail", field="email", found=email)])
-    if object_id is not None and ctx.session.get(m.DSpaceObject, object_id) is not None:
-        raise Conflict(f"an object with UUID {object_id} already exists",
-                       [Detail("duplicate UUID", field="uuid", found=str(object_id))])
+    objects.claim_uuid(ctx, object_id)
     person = m.EPerson(email=email, netid=netid, first_name=first_name, last_name=last_name,
                        language=language, can_log_in=can_log_in,
                        require_certificate=require_certificate,
@@ -106,9 +104,7 @@ def create_group(ctx: Context, name: str, *, permanent: bool = False,
     if authz.group_by_name(ctx, name) is not None:
         raise Conflict(f"group {name!r} already exists",
                        [Detail("duplicate group", field="name", found=name)])
-    if object_id is not None and ctx.session.get(m.DSpaceObject, object_id) is not None:
-        raise Conflict(f"an object with UUID {object_id} already exists",
-                       [Detail("duplicate UUID", field="uuid", found=str(object_id))])
+    objects.claim_uuid(ctx, object_id)
     group = m.Group(name=name, permanent=permanent)
     group.id = object_id or uuidlib.uuid4()
     ctx.session.add(group)
