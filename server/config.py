@@ -144,6 +144,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "deposit_ttl": Key(_int(0, 86400), 900,
                            "Seconds a file uploaded into a folder stays readable under its "
                            "upload name (0: not kept)."),
+        "package_info_cache": Key(_int(0, 10_000_000), 50_000,
+                                  "Package sizes and ETags kept for listings (entries of "
+                                  "about 650 bytes)."),
         "ssl_certificate": Key(_opt_str, None, "PEM certificate for TLS (cheroot builtin)."),
         "ssl_private_key": Key(_opt_str, None, "PEM private key for TLS."),
     },

@@ -17,7 +17,7 @@ from wsgidav.dav_provider import DAVProvider
 
 from server import models as m
 from server.errors import DavpackError, NotFound
-from server.http import urls
+from server.http import propfind, urls
 from server.http.errors import as_dav_error
 from server.http.nodes import OBJECT_TYPES, snapshot
 from server.http.resources import BundleFolder, ObjectFolder, RootFolder, visible
@@ -97,12 +97,18 @@ class RepositoryProvider(DAVProvider):
 
     def custom_request_handler(self, environ: Environ, start_response: StartResponse,
                                default_handler: Any) -> Any:
-        """Refuse ``PROPFIND`` with ``Depth: infinity`` on folders (it would walk the
-        repository); on a file it means the same as ``Depth: 0``."""
+        """``PROPFIND``: refuse ``Depth: infinity`` on folders (it would walk the
+        repository; on a file it means the same as ``Depth: 0``), and answer
+        ``Depth: 1`` on repository folders with :mod:`server.http.propfind` (unless
+        ``runtime.fast_listings`` is off)."""
         if environ.get("REQUEST_METHOD") == "PROPFIND":
             depth = (environ.get("HTTP_DEPTH") or "infinity").strip().lower()
             resource = self.get_resource_inst(environ.get("PATH_INFO", "/"), environ)
             if depth == "infinity" and resource is not None and resource.is_collection:
                 raise DAVError(HTTP_FORBIDDEN, "PROPFIND with Depth: infinity is not served",
                                err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+            if self.runtime.fast_listings:
+                listing = propfind.listing_response(self, environ, start_response)
+                if listing is not None:
+                    return listing
         return default_handler(environ, start_response)

@@ -77,7 +77,11 @@ PROP_TITLE = f"{{{DAVPACK_NS}}}title"
 PROP_WITHDRAWN = f"{{{DAVPACK_NS}}}withdrawn"
 PROP_UUID = f"{{{DAVPACK_NS}}}uuid"
 PROP_PACKAGE = f"{{{DAVPACK_NS}}}package"
-LIVE_PROPS = (PROP_HANDLE, PROP_TYPE, PROP_TITLE, PROP_WITHDRAWN, PROP_UUID)
+OBJECT_PROPS = frozenset({PROP_HANDLE, PROP_TYPE, PROP_TITLE, PROP_WITHDRAWN, PROP_UUID,
+                          PROP_PACKAGE})
+"""Every name :meth:`Described.object_properties` may report (none can be set)."""
+LISTING_BATCH = 500
+"""Items of a collection read (titles, permissions) and listed at a time."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -193,7 +197,7 @@ class _Member:
         self.make = make
 
 
-class _Described(_Repo):
+class Described(_Repo):
     """Resources that stand for a repository object expose its facts as properties."""
 
     node: Node
@@ -203,37 +207,35 @@ class _Described(_Repo):
     def _object_node(self) -> Node:
         return self.node
 
+    def object_properties(self) -> list[tuple[str, str]]:
+        """davpack's live properties of this resource (``urn:davpack:props``), in the
+        order listings show them; PROPFIND in any form reads them from here."""
+        node = self._object_node()
+        props = [(PROP_TYPE, node.type.value), (PROP_TITLE, node.title),
+                 (PROP_UUID, str(node.id))]
+        if node.handle:
+            props.append((PROP_HANDLE, node.handle))
+        if node.type is m.ObjectType.ITEM:
+            props.append((PROP_WITHDRAWN, "true" if node.withdrawn else "false"))
+        return props
+
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
         names: list[str] = super().get_property_names(is_allprop=is_allprop)  # type: ignore[misc]
         try:
-            node = self._object_node()
+            extra = self.object_properties()
         except (DavpackError, DAVError):  # e.g. not in this request's snapshot yet
             return names
-        names.extend([PROP_TYPE, PROP_TITLE, PROP_UUID])
-        if node.handle:
-            names.append(PROP_HANDLE)
-        if node.type is m.ObjectType.ITEM:
-            names.append(PROP_WITHDRAWN)
-        return names
+        return names + [name for name, _ in extra]
 
     def get_property_value(self, name: str) -> Any:
-        if name not in LIVE_PROPS:
-            return super().get_property_value(name)  # type: ignore[misc]
-        node = self._object_node()
-        if name == PROP_HANDLE and node.handle:
-            return node.handle
-        if name == PROP_TYPE:
-            return node.type.value
-        if name == PROP_TITLE:
-            return node.title
-        if name == PROP_UUID:
-            return str(node.id)
-        if name == PROP_WITHDRAWN and node.type is m.ObjectType.ITEM:
-            return "true" if node.withdrawn else "false"
+        if name in OBJECT_PROPS:
+            for known, value in self.object_properties():
+                if known == name:
+                    return value
         return super().get_property_value(name)  # type: ignore[misc]
 
     def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
-        if name in LIVE_PROPS or name == PROP_PACKAGE:
+        if name in OBJECT_PROPS:
             raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_ProtectedProperty)
         return super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
 
@@ -244,7 +246,7 @@ class _Described(_Repo):
         return self._object_node().timestamp
 
 
-class ObjectFolder(_Described, DAVCollection):
+class ObjectFolder(Described, DAVCollection):
     """A site, community, collection or item seen as a folder."""
 
     def __init__(self, path: str, environ: Environ, node: Node) -> None:
@@ -274,15 +276,35 @@ class ObjectFolder(_Described, DAVCollection):
             key = ("members", self.node.id, self.path)
             cached = self.state.cache.get(key)
             if cached is None:
-                cached = self._compute_members()
+                cached = list(self.iter_members())
                 self.state.cache[key] = cached
             self._members = cached
         return self._members
 
-    def _compute_members(self) -> list[_Member]:
-        ctx = self.state.read()
+    def iter_members(self) -> Iterator[_Member]:
+        """The members in listing order, made as they are consumed: of a collection,
+        one query gives every item's row (id, handle, date), titles and permissions
+        are read :data:`LISTING_BATCH` items at a time, and no more than one batch's
+        members exist at once.  The read unit of work is asked for again per batch: a
+        consumer may release it in between (measuring a package does)."""
         obj = self._orm(self.node)
-        members: list[_Member] = []
+        reserved = {p.name: p for p in self.runtime.pending.entries(self.node.id)} \
+            if self.node.is_container else {}
+        taken: set[str] = set()
+        for member in self._object_members(obj):
+            if member.name in reserved:
+                taken.add(member.name)
+            yield member
+        for name, pending in reserved.items():
+            if name in taken:
+                continue
+            if pending.deposit is not None and pending.kept is None and \
+                    self.state.read().session.get(m.DSpaceObject, pending.deposit) is None:
+                continue  # made after this request's snapshot: next listing shows it
+            yield _Member(name, self._pending_maker(pending))
+
+    def _object_members(self, obj: m.DSpaceObject) -> Iterator[_Member]:
+        ctx = self.state.read()
         if self.node.type in (m.ObjectType.SITE, m.ObjectType.COMMUNITY):
             children = [c for c in dav_support.child_containers(ctx, obj)
                         if authz.allowed(ctx, c, m.Action.READ)]
@@ -291,42 +313,39 @@ class ObjectFolder(_Described, DAVCollection):
                                           for c in children])
             for child, name in zip(children, names, strict=True):
                 node = snapshot(child, titles.get(child.id, ""))
-                members.append(_Member(name, self._folder_maker(node)))
+                yield _Member(name, self._folder_maker(node))
         elif self.node.type is m.ObjectType.COLLECTION:
-            admin = self._is_admin()
-            rows = dav_support.collection_item_rows(ctx, obj.id, include_withdrawn=admin)
-            if not admin:
-                readable = dav_support.readable_items(ctx, [row.id for row in rows])
-                rows = [row for row in rows if row.id in readable]
-            titles = dav_support.titles(ctx, [row.id for row in rows])
-            package = packages.default_disseminator(self.runtime, m.ObjectType.ITEM)
-            for row in rows:
-                node = Node(id=row.id, type=m.ObjectType.ITEM, handle=row.handle,
-                            title=titles.get(row.id, ""), last_modified=row.last_modified,
-                            withdrawn=row.withdrawn)
-                members.append(_Member(urls.item_folder_name(node.title, row.handle),
-                                       self._folder_maker(node)))
-                if package is not None:
-                    members.append(_Member(
-                        urls.package_file_name("ITEM", row.handle, package.extension),
-                        self._package_maker(node)))
+            yield from self._item_members()
         elif self.node.type is m.ObjectType.ITEM:
             admin = self._is_admin()
             bundles = [b for b in dav_support.bundles_of(ctx, obj)  # type: ignore[arg-type]
                        if admin or authz.allowed(ctx, b, m.Action.READ)]
             names = urls.unique_names(b.name for b in bundles)
             for bundle, name in zip(bundles, names, strict=True):
-                members.append(_Member(name, self._bundle_maker(snapshot(bundle))))
-        if self.node.is_container:
-            taken = {member.name for member in members}
-            for pending in self.runtime.pending.entries(self.node.id):
-                if pending.name in taken:
-                    continue
-                if pending.deposit is not None and pending.kept is None and \
-                        ctx.session.get(m.DSpaceObject, pending.deposit) is None:
-                    continue  # made after this request's snapshot: next listing shows it
-                members.append(_Member(pending.name, self._pending_maker(pending)))
-        return members
+                yield _Member(name, self._bundle_maker(snapshot(bundle)))
+
+    def _item_members(self) -> Iterator[_Member]:
+        """A collection's items: each as a folder, then as its package file."""
+        admin = self._is_admin()
+        rows = dav_support.collection_item_rows(self.state.read(), self.node.id,
+                                                include_withdrawn=admin)
+        package = packages.default_disseminator(self.runtime, m.ObjectType.ITEM)
+        for start in range(0, len(rows), LISTING_BATCH):
+            batch = rows[start:start + LISTING_BATCH]
+            ctx = self.state.read()
+            if not admin:
+                readable = dav_support.readable_items(ctx, [row.id for row in batch])
+                batch = [row for row in batch if row.id in readable]
+            titles = dav_support.titles(ctx, [row.id for row in batch])
+            for row in batch:
+                node = Node(id=row.id, type=m.ObjectType.ITEM, handle=row.handle,
+                            title=titles.get(row.id, ""), last_modified=row.last_modified,
+                            withdrawn=row.withdrawn)
+                yield _Member(urls.item_folder_name(node.title, row.handle),
+                              self._folder_maker(node))
+                if package is not None:
+                    yield _Member(urls.package_file_name("ITEM", row.handle, package.extension),
+                                  self._package_maker(node))
 
     def _folder_maker(self, node: Node) -> Callable[[str], Any]:
         return lambda path: ObjectFolder(path, self.environ, node)
@@ -345,6 +364,11 @@ class ObjectFolder(_Described, DAVCollection):
         if pending.deposit is not None:
             return lambda path: DepositFile(path, self.environ, node, pending, ref)
         return lambda path: PendingFile(path, self.environ, node, pending, ref)
+
+    def iter_member_resources(self) -> Iterator[Any]:
+        """The members as resources, made one at a time (see :meth:`iter_members`)."""
+        for member in self.iter_members():
+            yield member.make(_join(self.path, member.name))
 
     def get_member_names(self) -> list[str]:
         return [member.name for member in self._listing()]
@@ -509,10 +533,12 @@ class ObjectFolder(_Described, DAVCollection):
         return True
 
 
-def _safe_info(state: RequestState, node: Node) -> PackageInfo | None:
+def _safe_info(state: RequestState, node: Node,
+               default_packager: Callable[[], Any]) -> PackageInfo | None:
+    """The size and ETag of ``node``'s package by ``default_packager()``, or None
+    (logged) when it cannot be made."""
     try:
-        cls = packages.disseminator_for(state.runtime, None, node.type)
-        return packages.package_info(state, node, cls)
+        return packages.package_info(state, node, default_packager())
     except DavpackError as exc:
         log.warning("no package size for %s %s: %s", node.type.value, node.handle or node.id,
                     exc.message)
@@ -651,7 +677,7 @@ class _ChunkReader(io.RawIOBase):
         super().close()
 
 
-class PackageFile(_Described, DAVNonCollection):
+class PackageFile(Described, DAVNonCollection):
     """An object's package, in the default format, as a file with an exact size."""
 
     def __init__(self, path: str, environ: Environ, node: Node, parent_ref: str) -> None:
@@ -667,15 +693,13 @@ class PackageFile(_Described, DAVNonCollection):
             cache[key] = packages.disseminator_for(self.runtime, None, self.node.type)
         return cache[key]
 
+    @functools.cached_property
     def _info(self) -> PackageInfo | None:
         """Size, ETag and type of the package; None when it cannot be made for this
-        person (a listing then omits them; a GET reports the packager's error)."""
-        key = ("package-info", self.node.id, self.node.last_modified)
-        cache = self.state.cache
-        if key not in cache:
-            cache[key] = _safe_info(self.state, self.node)
-        found: PackageInfo | None = cache[key]
-        return found
+        person (a listing then omits them; a GET reports the packager's error).  Kept by
+        the resource, which lives as long as the request needs it: a listing of many
+        files holds none of theirs after rendering them."""
+        return _safe_info(self.state, self.node, self._cls)
 
     @functools.cached_property
     def _ref_url(self) -> str:  # WsgiDAV asks for it once per property
@@ -685,15 +709,15 @@ class PackageFile(_Described, DAVNonCollection):
         return self._ref_url
 
     def get_content_length(self) -> int | None:
-        info = self._info()
+        info = self._info
         return info.size if info is not None else None
 
     def get_content_type(self) -> str:
-        info = self._info()
+        info = self._info
         return info.mime_type if info is not None else "application/octet-stream"
 
     def get_etag(self) -> str | None:
-        info = self._info()
+        info = self._info
         return info.etag if info is not None else None
 
     def support_etag(self) -> bool:
@@ -705,13 +729,8 @@ class PackageFile(_Described, DAVNonCollection):
     def get_display_name(self) -> str:
         return self.name
 
-    def get_property_names(self, *, is_allprop: bool) -> list[str]:
-        return [*super().get_property_names(is_allprop=is_allprop), PROP_PACKAGE]
-
-    def get_property_value(self, name: str) -> Any:
-        if name == PROP_PACKAGE:
-            return str(self._cls().name)
-        return super().get_property_value(name)
+    def object_properties(self) -> list[tuple[str, str]]:
+        return [*super().object_properties(), (PROP_PACKAGE, str(self._cls().name))]
 
     def get_content(self) -> Any:
         opened = packages.open_package(self.state, self.node, self._cls(),
@@ -743,7 +762,7 @@ class PackageFile(_Described, DAVNonCollection):
         return True
 
 
-class BitstreamFile(_Described, DAVNonCollection):
+class BitstreamFile(Described, DAVNonCollection):
     """A stored file of an item."""
 
     def __init__(self, path: str, environ: Environ, node: Node, bundle_ref: str) -> None:
@@ -931,7 +950,7 @@ class PendingFile(_Repo, DAVNonCollection):
         raise PermissionDenied("a reserved name holds nothing to copy")
 
 
-class DepositFile(_Described, DAVNonCollection):
+class DepositFile(Described, DAVNonCollection):
     """The name a package was uploaded under, kept for ``server.deposit_ttl`` seconds
     after the upload: GET returns the bytes exactly as received (so a client that checks
     its upload -- rclone compares sizes, then deletes and retries on a mismatch -- finds
@@ -969,7 +988,8 @@ class DepositFile(_Described, DAVNonCollection):
             node = self._object_node()
         except (DavpackError, DAVError):
             return None
-        return _safe_info(self.state, node)
+        return _safe_info(self.state, node, functools.partial(
+            packages.disseminator_for, self.runtime, None, node.type))
 
     def get_ref_url(self) -> str:
         return quote(self.container_ref + self.name)

@@ -127,7 +127,7 @@ class PendingUploads:
                 self._drop(key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackageInfo:
     size: int
     etag: str
@@ -144,7 +144,7 @@ class PackageInfoCache:
     asking (a packager may leave out what they cannot read).  Entries also expire.
     """
 
-    def __init__(self, capacity: int = 10000, ttl: float = 3600.0) -> None:
+    def __init__(self, capacity: int = 50_000, ttl: float = 3600.0) -> None:
         self.capacity = capacity
         self.ttl = ttl
         self._lock = threading.Lock()
@@ -183,6 +183,9 @@ class Runtime:
     deposit_ttl: float = 900.0
     pending: PendingUploads = field(default_factory=PendingUploads)
     package_info: PackageInfoCache = field(default_factory=PackageInfoCache)
+    fast_listings: bool = True
+    """PROPFIND Depth 1 on folders answered by :mod:`server.http.propfind`; when off,
+    WsgiDAV's own handler answers (the tests compare the two)."""
 
     @classmethod
     def from_repository(cls, repo: Repository, registry: Registry) -> Runtime:
@@ -195,7 +198,9 @@ class Runtime:
                       block_size=int(config.get("server.block_size")),
                       staging_dir=staging, max_upload_size=config.max_upload_size,
                       deposit_ttl=deposit_ttl,
-                      pending=PendingUploads(deposit_ttl=deposit_ttl))
+                      pending=PendingUploads(deposit_ttl=deposit_ttl),
+                      package_info=PackageInfoCache(
+                          int(config.get("server.package_info_cache"))))
         runtime.clear_leftovers()
         return runtime
 

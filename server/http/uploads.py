@@ -18,8 +18,8 @@ same rules, in one pass that also does what the ingest would otherwise redo: the
 hashed only when the client declared a checksum (nothing else needs its digests), and
 the STORED members of a zip (of at least one block) are copied into the store's staging
 area as they go by and hashed (see :class:`server.archive.MemberCopies`); they become
-durable with the rest of the unit's content, before its commit.  The packager's reads of those members then take
-the copies instead of copying and hashing the bytes a second time.
+durable with the rest of the unit's content, before its commit.  The packager's reads of
+those members then take the copies instead of copying and hashing the bytes again.
 """
 
 from __future__ import annotations
