@@ -41,7 +41,7 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -410,21 +410,21 @@ class IngestRun:
         :meth:`free_uuid` (rather than one query per object)."""
         self.absent = objects.free_uuids(self.ctx, wanted) if self.restore else set()
 
-    def group_named(self, internal: str) -> m.Group | None:
-        found = self.subjects.get((m.Group, internal))
+    def _remembered(self, kind: type, key: str,
+                    lookup: Callable[[Context, str], Any]) -> Any:
+        """``lookup(ctx, key)``, remembered for the run once found (see ``subjects``)."""
+        found = self.subjects.get((kind, key))
         if found is None:
-            found = authz.group_by_name(self.ctx, internal)
+            found = lookup(self.ctx, key)
             if found is not None:
-                self.subjects[(m.Group, internal)] = found
-        return cast(m.Group | None, found)
+                self.subjects[(kind, key)] = found
+        return found
+
+    def group_named(self, internal: str) -> m.Group | None:
+        return cast(m.Group | None, self._remembered(m.Group, internal, authz.group_by_name))
 
     def person_with_email(self, email: str) -> m.EPerson | None:
-        found = self.subjects.get((m.EPerson, email))
-        if found is None:
-            found = people.by_email(self.ctx, email)
-            if found is not None:
-                self.subjects[(m.EPerson, email)] = found
-        return cast(m.EPerson | None, found)
+        return cast(m.EPerson | None, self._remembered(m.EPerson, email, people.by_email))
 
     def note_time(self, obj: m.DSpaceObject, when: datetime | None) -> None:
         if self.restore and when is not None:
